@@ -1,0 +1,5 @@
+DROP TABLE IF EXISTS activities;
+DROP TABLE IF EXISTS opportunities;
+DROP TABLE IF EXISTS leads;
+DROP TABLE IF EXISTS contacts;
+DROP TABLE IF EXISTS accounts;

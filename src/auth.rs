@@ -1,0 +1,153 @@
+//! Bearer JWTs (HS256): minting for the CLI and tests, and the `Principal` extractor that every
+//! `/api/v2` handler takes. The tenant comes from the token and from nowhere else.
+
+use std::future::{ready, Ready};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::errors::ApiError;
+
+/// The tenant a request acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TenantId(pub Uuid);
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Admin,
+    Member,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    sub: String,
+    tenant_id: Uuid,
+    role: Role,
+    exp: u64,
+}
+
+/// Who is calling: resolved once per request from the bearer token.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub tenant: TenantId,
+    pub role: Role,
+    pub sub: String,
+}
+
+impl Principal {
+    /// Fails with `403 forbidden` unless the caller is an admin.
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self.role {
+            Role::Admin => Ok(()),
+            Role::Member => Err(ApiError::Forbidden),
+        }
+    }
+}
+
+/// The HS256 keys, built once at start and shared by every worker.
+pub struct JwtKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl JwtKeys {
+    pub fn new(secret: &[u8]) -> Self {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_required_spec_claims(&["exp"]);
+        // An expired token is refused at once: the contract has no grace period.
+        validation.leeway = 0;
+        JwtKeys {
+            encoding: EncodingKey::from_secret(secret),
+            decoding: DecodingKey::from_secret(secret),
+            validation,
+        }
+    }
+
+    /// Signs a token for `tenant` valid for `ttl_secs` from now.
+    pub fn mint(
+        &self,
+        tenant: Uuid,
+        role: Role,
+        sub: &str,
+        ttl_secs: u64,
+    ) -> Result<String, jsonwebtoken::errors::Error> {
+        let claims = Claims {
+            sub: sub.to_owned(),
+            tenant_id: tenant,
+            role,
+            exp: unix_now().saturating_add(ttl_secs),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+    }
+
+    fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map_err(|error| {
+                use jsonwebtoken::errors::ErrorKind;
+                match error.kind() {
+                    ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired"),
+                    ErrorKind::InvalidSignature => {
+                        ApiError::Unauthorized("the token signature is not valid")
+                    }
+                    _ => ApiError::Unauthorized("the bearer token is malformed or incomplete"),
+                }
+            })?;
+        Ok(Principal {
+            tenant: TenantId(data.claims.tenant_id),
+            role: data.claims.role,
+            sub: data.claims.sub,
+        })
+    }
+
+    fn principal_of(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+        let value = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .ok_or(ApiError::Unauthorized(
+                "missing Authorization: Bearer token",
+            ))?;
+        let value = value
+            .to_str()
+            .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
+        let token = value
+            .strip_prefix("Bearer ")
+            .or_else(|| value.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::Unauthorized(
+                "missing Authorization: Bearer token",
+            ))?;
+        self.verify(token)
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl FromRequest for Principal {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let result = match req.app_data::<web::Data<JwtKeys>>() {
+            Some(keys) => keys.principal_of(req),
+            None => Err(ApiError::internal("JwtKeys missing from app data")),
+        };
+        ready(result)
+    }
+}

@@ -1,0 +1,139 @@
+//! One typed configuration, read from flags and the environment variables of the contract.
+
+use std::fmt;
+use std::time::Duration;
+
+use clap::Args;
+
+/// A secret string whose `Debug` never shows its value.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+/// Everything the service can be told at start. Every field is a flag (`--database-url`) and an
+/// environment variable (`DATABASE_URL`); flags win.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
+    /// PostgreSQL URL; the database is created if it does not exist.
+    #[arg(
+        long,
+        env = "DATABASE_URL",
+        global = true,
+        default_value = "postgres://postgres@127.0.0.1:5432/aishacrm"
+    )]
+    pub database_url: String,
+
+    /// Redis URL for the shared cache and the invalidation bus; `none` = single-instance mode.
+    #[arg(
+        long,
+        env = "REDIS_URL",
+        global = true,
+        default_value = "redis://127.0.0.1:6379/0"
+    )]
+    pub redis_url: String,
+
+    /// Listen address of the HTTP API.
+    #[arg(long, env = "BIND", global = true, default_value = "127.0.0.1:8080")]
+    pub bind: String,
+
+    /// HS256 secret shared by all replicas; unset = a random one per start and a logged dev token.
+    #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
+    pub jwt_secret: Option<Secret>,
+
+    /// `false` turns every cache off (rollback switch).
+    #[arg(long, env = "CACHE_ENABLED", global = true, default_value_t = true, action = clap::ArgAction::Set)]
+    pub cache_enabled: bool,
+
+    /// Hard bound on L1 memory, by bytes of cached bodies.
+    #[arg(long, env = "CACHE_L1_MAX_MB", global = true, default_value_t = 64)]
+    pub cache_l1_max_mb: u64,
+
+    /// L1 lifetime while Redis is configured but unreachable.
+    #[arg(
+        long,
+        env = "CACHE_DEGRADED_L1_TTL_SECS",
+        global = true,
+        default_value_t = 5
+    )]
+    pub cache_degraded_l1_ttl_secs: u64,
+
+    /// How long past its TTL an entry may be served while PostgreSQL is down; 0 = off.
+    #[arg(
+        long,
+        env = "CACHE_FAIL_SAFE_SECS",
+        global = true,
+        default_value_t = 300
+    )]
+    pub cache_fail_safe_secs: u64,
+
+    /// HTTP worker threads; 0 = one per core.
+    #[arg(long, env = "WORKERS", global = true, default_value_t = 0)]
+    pub workers: usize,
+
+    /// Most PostgreSQL connections this process opens.
+    #[arg(long, env = "DB_POOL_SIZE", global = true, default_value_t = 16)]
+    pub db_pool_size: usize,
+
+    /// How long a request waits for a pooled connection (and for a new one to connect).
+    #[arg(
+        long,
+        env = "DB_ACQUIRE_TIMEOUT_MS",
+        global = true,
+        default_value_t = 2000
+    )]
+    pub db_acquire_timeout_ms: u64,
+
+    /// PostgreSQL `statement_timeout` of every pooled connection.
+    #[arg(
+        long,
+        env = "DB_STATEMENT_TIMEOUT_MS",
+        global = true,
+        default_value_t = 5000
+    )]
+    pub db_statement_timeout_ms: u64,
+}
+
+impl Config {
+    /// `None` when `REDIS_URL=none` (single-instance mode).
+    pub fn redis_url(&self) -> Option<&str> {
+        match self.redis_url.trim() {
+            "" | "none" => None,
+            url => Some(url),
+        }
+    }
+
+    pub fn db_acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_acquire_timeout_ms)
+    }
+
+    pub fn db_statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.db_statement_timeout_ms)
+    }
+
+    /// A configuration for tests and tools: the defaults with the given database.
+    pub fn for_database(database_url: &str) -> Self {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Wrapper {
+            #[command(flatten)]
+            config: Config,
+        }
+        // Parsing an empty command line yields the defaults; environment variables still apply,
+        // so callers set every field they care about explicitly.
+        let mut config = Wrapper::parse_from(["aishacrm"]).config;
+        config.database_url = database_url.to_owned();
+        config
+    }
+}

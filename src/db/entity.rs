@@ -1,0 +1,272 @@
+//! What every entity's data module provides, so that one set of HTTP handlers serves all five.
+
+use std::future::Future;
+
+use diesel::QueryResult;
+use diesel_async::AsyncPgConnection;
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::auth::TenantId;
+use crate::domain::cursor::Cursor;
+use crate::domain::entities::EntitySpec;
+use crate::domain::fields::ValidBody;
+use crate::domain::query::{Filters, ListQuery};
+use crate::errors::ApiError;
+
+/// A record's position in the `created_at DESC, id DESC` order.
+pub trait Keyed {
+    fn cursor(&self) -> Cursor;
+}
+
+/// The tenant-scoped queries of one entity.
+pub trait Entity: 'static {
+    const SPEC: &'static EntitySpec;
+    type Record: Serialize + Keyed + Send;
+
+    /// Up to `query.limit + 1` records after the cursor; the extra one tells a next page exists.
+    fn list(
+        conn: &mut AsyncPgConnection,
+        tenant: TenantId,
+        query: &ListQuery,
+    ) -> impl Future<Output = QueryResult<Vec<Self::Record>>> + Send;
+
+    fn count(
+        conn: &mut AsyncPgConnection,
+        tenant: TenantId,
+        filters: &Filters,
+    ) -> impl Future<Output = QueryResult<i64>> + Send;
+
+    fn get(
+        conn: &mut AsyncPgConnection,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> impl Future<Output = QueryResult<Self::Record>> + Send;
+
+    fn create(
+        conn: &mut AsyncPgConnection,
+        tenant: TenantId,
+        body: ValidBody,
+    ) -> impl Future<Output = Result<Self::Record, ApiError>> + Send;
+
+    /// Changes only the fields in `body`; `NotFound` when the tenant has no such record.
+    fn update(
+        conn: &mut AsyncPgConnection,
+        tenant: TenantId,
+        id: Uuid,
+        body: ValidBody,
+    ) -> impl Future<Output = Result<Self::Record, ApiError>> + Send;
+
+    /// `NotFound` when the tenant has no such record.
+    fn delete(
+        conn: &mut AsyncPgConnection,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> impl Future<Output = QueryResult<()>> + Send;
+}
+
+/// One page of a keyset list.
+pub struct Page<R> {
+    pub data: Vec<R>,
+    pub next: Option<Cursor>,
+}
+
+/// Cuts the `limit + 1` rows of a list query into a page and the cursor of the next one.
+pub fn page<R: Keyed>(mut rows: Vec<R>, limit: i64) -> Page<R> {
+    let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+    let next = if rows.len() > limit {
+        rows.truncate(limit);
+        rows.last().map(Keyed::cursor)
+    } else {
+        None
+    };
+    Page { data: rows, next }
+}
+
+/// `NotFound` unless a delete removed a row.
+pub fn deleted(rows: usize) -> QueryResult<()> {
+    if rows == 0 {
+        Err(diesel::result::Error::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+/// A record that may point at another record without a foreign key (an activity's
+/// `related_type`/`related_id`); the write checks the target exists in the same transaction.
+pub trait References {
+    fn references(&self) -> Option<(&str, Uuid)> {
+        None
+    }
+}
+
+/// Fails with `422 invalid_reference` unless the tenant has the record `kind`/`id`, and keeps it
+/// from being deleted until the surrounding transaction ends.
+pub async fn check_reference(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    kind: &str,
+    id: Uuid,
+) -> Result<(), ApiError> {
+    use super::schema::{accounts, contacts, leads, opportunities};
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+
+    macro_rules! exists_in {
+        ($table:ident) => {
+            $table::table
+                .filter($table::tenant_id.eq(tenant.0))
+                .filter($table::id.eq(id))
+                .select($table::id)
+                .for_key_share()
+                .first::<Uuid>(conn)
+                .await
+                .optional()?
+        };
+    }
+    let found = match kind {
+        "account" => exists_in!(accounts),
+        "contact" => exists_in!(contacts),
+        "lead" => exists_in!(leads),
+        "opportunity" => exists_in!(opportunities),
+        _ => None,
+    };
+    found
+        .map(|_| ())
+        .ok_or(ApiError::InvalidReference("related_id"))
+}
+
+/// Implements [`Keyed`], a `list_query` and [`Entity`] for one table. The entity module supplies
+/// the record, insert and changeset types (each with `from_body`) and `filtered`, the only parts
+/// that differ between entities.
+macro_rules! impl_entity {
+    ($entity:ident, $spec:path, $table:ident, $record:ident, $new:ident, $changes:ident) => {
+        impl $crate::db::entity::Keyed for $record {
+            fn cursor(&self) -> $crate::domain::cursor::Cursor {
+                $crate::domain::cursor::Cursor {
+                    created_at: self.created_at,
+                    id: self.id,
+                }
+            }
+        }
+
+        /// The list query exactly as the service runs it (public for plan checks).
+        pub fn list_query(
+            tenant: $crate::auth::TenantId,
+            query: &$crate::domain::query::ListQuery,
+        ) -> $table::BoxedQuery<
+            'static,
+            diesel::pg::Pg,
+            diesel::dsl::AsSelect<$record, diesel::pg::Pg>,
+        > {
+            let mut statement = filtered(tenant, &query.filters);
+            if let Some(cursor) = query.cursor {
+                statement = statement.filter($crate::db::after(cursor));
+            }
+            statement
+                .order(($table::created_at.desc(), $table::id.desc()))
+                .limit(query.limit + 1)
+                .select($record::as_select())
+        }
+
+        /// The tenant's records as an [`Entity`](crate::db::Entity).
+        pub struct $entity;
+
+        impl $crate::db::Entity for $entity {
+            const SPEC: &'static $crate::domain::entities::EntitySpec = &$spec;
+            type Record = $record;
+
+            async fn list(
+                conn: &mut diesel_async::AsyncPgConnection,
+                tenant: $crate::auth::TenantId,
+                query: &$crate::domain::query::ListQuery,
+            ) -> diesel::QueryResult<Vec<$record>> {
+                list_query(tenant, query).load(conn).await
+            }
+
+            async fn count(
+                conn: &mut diesel_async::AsyncPgConnection,
+                tenant: $crate::auth::TenantId,
+                filters: &$crate::domain::query::Filters,
+            ) -> diesel::QueryResult<i64> {
+                filtered(tenant, filters).count().get_result(conn).await
+            }
+
+            async fn get(
+                conn: &mut diesel_async::AsyncPgConnection,
+                tenant: $crate::auth::TenantId,
+                id: uuid::Uuid,
+            ) -> diesel::QueryResult<$record> {
+                $table::table
+                    .filter($table::tenant_id.eq(tenant.0))
+                    .filter($table::id.eq(id))
+                    .select($record::as_select())
+                    .first(conn)
+                    .await
+            }
+
+            async fn create(
+                conn: &mut diesel_async::AsyncPgConnection,
+                tenant: $crate::auth::TenantId,
+                body: $crate::domain::fields::ValidBody,
+            ) -> Result<$record, $crate::errors::ApiError> {
+                use diesel_async::AsyncConnection;
+                let new = $new::from_body(tenant, body)?;
+                conn.transaction(async |conn| {
+                    if let Some((kind, id)) = $crate::db::entity::References::references(&new) {
+                        $crate::db::entity::check_reference(conn, tenant, kind, id).await?;
+                    }
+                    Ok(diesel::insert_into($table::table)
+                        .values(&new)
+                        .returning($record::as_returning())
+                        .get_result(conn)
+                        .await?)
+                })
+                .await
+            }
+
+            async fn update(
+                conn: &mut diesel_async::AsyncPgConnection,
+                tenant: $crate::auth::TenantId,
+                id: uuid::Uuid,
+                body: $crate::domain::fields::ValidBody,
+            ) -> Result<$record, $crate::errors::ApiError> {
+                use diesel_async::AsyncConnection;
+                let changes = $changes::from_body(body)?;
+                conn.transaction(async |conn| {
+                    if let Some((kind, related)) =
+                        $crate::db::entity::References::references(&changes)
+                    {
+                        $crate::db::entity::check_reference(conn, tenant, kind, related).await?;
+                    }
+                    Ok(diesel::update(
+                        $table::table
+                            .filter($table::tenant_id.eq(tenant.0))
+                            .filter($table::id.eq(id)),
+                    )
+                    .set(&changes)
+                    .returning($record::as_returning())
+                    .get_result(conn)
+                    .await?)
+                })
+                .await
+            }
+
+            async fn delete(
+                conn: &mut diesel_async::AsyncPgConnection,
+                tenant: $crate::auth::TenantId,
+                id: uuid::Uuid,
+            ) -> diesel::QueryResult<()> {
+                let rows = diesel::delete(
+                    $table::table
+                        .filter($table::tenant_id.eq(tenant.0))
+                        .filter($table::id.eq(id)),
+                )
+                .execute(conn)
+                .await?;
+                $crate::db::entity::deleted(rows)
+            }
+        }
+    };
+}
+pub(crate) use impl_entity;

@@ -1,0 +1,208 @@
+//! The data layer: the connection pool, database creation and embedded migrations, and one
+//! module per entity with every query it needs. Every query takes the tenant and filters on it.
+
+pub mod accounts;
+pub mod activities;
+pub mod contacts;
+pub mod entity;
+pub mod explain;
+pub mod leads;
+pub mod opportunities;
+pub mod schema;
+pub mod seed;
+
+use bigdecimal::{BigDecimal, ToPrimitive};
+use chrono::{DateTime, SubsecRound, Utc};
+use diesel::connection::SimpleConnection;
+use diesel::dsl::sql;
+use diesel::expression::BoxableExpression;
+use diesel::pg::Pg;
+use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
+use diesel::{Connection, ConnectionError};
+use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
+use diesel_async::pooled_connection::{
+    AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
+};
+use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
+use serde::Serializer;
+
+use crate::config::Config;
+use crate::domain::cursor::Cursor;
+
+pub use entity::Entity;
+
+/// The pooled PostgreSQL connections of one process.
+pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
+
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+
+/// The pool every request draws from. Connections carry `statement_timeout`, and both waiting for
+/// a connection and opening one are bounded, so a lost database answers 503 instead of hanging.
+pub fn build_pool(config: &Config) -> Result<Pool, BoxError> {
+    let statement_timeout_ms = config.db_statement_timeout_ms;
+    let connect_timeout = config.db_acquire_timeout();
+    let mut manager_config = ManagerConfig::default();
+    // A broken connection is detected by tokio-postgres itself; no probe query per checkout.
+    manager_config.recycling_method = RecyclingMethod::Fast;
+    manager_config.custom_setup = Box::new(move |url| {
+        let url = url.to_owned();
+        Box::pin(async move {
+            let mut conn =
+                tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
+                    .await
+                    .map_err(|_| ConnectionError::BadConnection("connecting timed out".into()))??;
+            conn.batch_execute(&format!("SET statement_timeout = {statement_timeout_ms}"))
+                .await
+                .map_err(ConnectionError::CouldntSetupConfiguration)?;
+            Ok(conn)
+        })
+    });
+    let manager =
+        AsyncDieselConnectionManager::new_with_config(&config.database_url, manager_config);
+    let timeout = Some(config.db_acquire_timeout());
+    Ok(Pool::builder(manager)
+        .max_size(config.db_pool_size.max(1))
+        .wait_timeout(timeout)
+        .create_timeout(timeout)
+        .recycle_timeout(timeout)
+        .runtime(deadpool::Runtime::Tokio1)
+        .build()?)
+}
+
+/// A blocking connection, for migrations and database administration outside the runtime.
+pub type SyncPgConnection = AsyncConnectionWrapper<AsyncPgConnection>;
+
+pub fn connect_sync(database_url: &str) -> diesel::ConnectionResult<SyncPgConnection> {
+    <SyncPgConnection as Connection>::establish(database_url)
+}
+
+/// Creates the database if it is missing and applies pending migrations. Blocking: call it before
+/// the HTTP runtime starts, or from `spawn_blocking`.
+pub fn prepare(database_url: &str) -> Result<(), BoxError> {
+    let mut conn = match connect_sync(database_url) {
+        Ok(conn) => conn,
+        Err(error) if error.to_string().contains("does not exist") => {
+            create_database(database_url)?;
+            connect_sync(database_url)?
+        }
+        Err(error) => return Err(error.into()),
+    };
+    let applied = conn.run_pending_migrations(MIGRATIONS)?;
+    for migration in applied {
+        log::info!("applied migration {migration}");
+    }
+    Ok(())
+}
+
+fn create_database(database_url: &str) -> Result<(), BoxError> {
+    let name = database_name(database_url).ok_or("DATABASE_URL names no database")?;
+    let maintenance = with_database(database_url, "postgres");
+    let mut conn = connect_sync(&maintenance)?;
+    let statement = format!("CREATE DATABASE \"{}\"", name.replace('"', "\"\""));
+    match SimpleConnection::batch_execute(&mut conn, &statement) {
+        Ok(()) => {
+            log::info!("created database {name}");
+            Ok(())
+        }
+        // Another replica created it first.
+        Err(error) if error.to_string().contains("already exists") => Ok(()),
+        Err(error) => Err(error.into()),
+    }
+}
+
+/// Drops a database (tests and tools), disconnecting its sessions first.
+pub fn drop_database(database_url: &str) -> Result<(), BoxError> {
+    let name = database_name(database_url).ok_or("DATABASE_URL names no database")?;
+    let mut conn = connect_sync(&with_database(database_url, "postgres"))?;
+    SimpleConnection::batch_execute(
+        &mut conn,
+        &format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            name.replace('"', "\"\"")
+        ),
+    )?;
+    Ok(())
+}
+
+/// Splits `scheme://authority/db?params` into its parts around the database name.
+fn split_url(url: &str) -> Option<(&str, &str, &str)> {
+    let authority_start = url.find("://")? + 3;
+    let path_start = authority_start + url[authority_start..].find('/')?;
+    let rest = &url[path_start + 1..];
+    let name_len = rest.find('?').unwrap_or(rest.len());
+    Some((&url[..path_start], &rest[..name_len], &rest[name_len..]))
+}
+
+/// The database name in a PostgreSQL URL.
+pub fn database_name(url: &str) -> Option<String> {
+    split_url(url)
+        .map(|(_, name, _)| name.to_owned())
+        .filter(|name| !name.is_empty())
+}
+
+/// The same URL naming another database.
+pub fn with_database(url: &str, name: &str) -> String {
+    match split_url(url) {
+        Some((base, _, query)) => format!("{base}/{name}{query}"),
+        None => format!("{}/{name}", url.trim_end_matches('/')),
+    }
+}
+
+/// Timestamps are stored with microsecond precision; cut them here so that what a write answers
+/// is exactly what later reads return.
+pub fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Keyset condition: rows strictly after `cursor` in `created_at DESC, id DESC` order. The row
+/// comparison lets PostgreSQL seek in the `(tenant_id, created_at DESC, id DESC)` index.
+pub fn after<QS: 'static>(cursor: Cursor) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
+    Box::new(
+        sql::<Bool>("(created_at, id) < (")
+            .bind::<Timestamptz, _>(cursor.created_at)
+            .sql(", ")
+            .bind::<SqlUuid, _>(cursor.id)
+            .sql(")"),
+    )
+}
+
+/// Money is a JSON number in the API; `BigDecimal`'s own serde writes a string.
+pub fn serialize_money<S: Serializer>(
+    value: &BigDecimal,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_f64(value.to_f64().unwrap_or(0.0))
+}
+
+pub fn serialize_optional_money<S: Serializer>(
+    value: &Option<BigDecimal>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match value {
+        Some(value) => serialize_money(value, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_urls() {
+        let url = "postgres://u:p@host:5432/crm?sslmode=disable";
+        assert_eq!(database_name(url).as_deref(), Some("crm"));
+        assert_eq!(
+            with_database(url, "postgres"),
+            "postgres://u:p@host:5432/postgres?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://localhost", "x"),
+            "postgres://localhost/x"
+        );
+        assert_eq!(database_name("postgres://localhost/"), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! The five entities as the contract's tables declare them: writable fields, list filters and
+//! the columns `q` searches. Validation, query parsing and the OpenAPI document all read these.
+
+use super::fields::{DefaultValue, FieldKind, FieldSpec, Presence};
+
+/// What values a list/count equality filter takes.
+#[derive(Debug, Clone, Copy)]
+pub enum FilterKind {
+    Text { max: usize },
+    Enum(&'static [&'static str]),
+    Uuid,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FilterSpec {
+    pub name: &'static str,
+    pub kind: FilterKind,
+}
+
+#[derive(Debug)]
+pub struct EntitySpec {
+    /// The path segment and module name, e.g. `opportunities`.
+    pub module: &'static str,
+    /// The schema name in the OpenAPI document, e.g. `Opportunity`.
+    pub schema: &'static str,
+    pub fields: &'static [FieldSpec],
+    pub filters: &'static [FilterSpec],
+    /// Columns `q` matches as a case-insensitive substring.
+    pub search: &'static [&'static str],
+}
+
+impl EntitySpec {
+    pub fn field(&self, name: &str) -> Option<&'static FieldSpec> {
+        self.fields.iter().find(|field| field.name == name)
+    }
+
+    pub fn filter(&self, name: &str) -> Option<&'static FilterSpec> {
+        self.filters.iter().find(|filter| filter.name == name)
+    }
+}
+
+pub const CONTACT_STATUSES: &[&str] = &["active", "inactive"];
+pub const LEAD_STATUSES: &[&str] = &["new", "contacted", "qualified", "unqualified", "converted"];
+/// In the order the stats answer lists them.
+pub const STAGES: &[&str] = &[
+    "prospecting",
+    "qualification",
+    "proposal",
+    "negotiation",
+    "closed_won",
+    "closed_lost",
+];
+pub const ACTIVITY_TYPES: &[&str] = &["call", "email", "meeting", "task", "note"];
+pub const ACTIVITY_STATUSES: &[&str] = &["planned", "completed", "cancelled"];
+pub const RELATED_TYPES: &[&str] = &["account", "contact", "lead", "opportunity"];
+
+/// Largest money value the `numeric(14,2)` columns hold.
+pub const MONEY_MAX: f64 = 999_999_999_999.99;
+
+const fn field(name: &'static str, kind: FieldKind, presence: Presence) -> FieldSpec {
+    FieldSpec {
+        name,
+        kind,
+        presence,
+    }
+}
+
+const fn text(max: usize) -> FieldKind {
+    FieldKind::Text { min: 0, max }
+}
+
+const fn name(max: usize) -> FieldKind {
+    FieldKind::Text { min: 1, max }
+}
+
+const fn filter(name: &'static str, kind: FilterKind) -> FilterSpec {
+    FilterSpec { name, kind }
+}
+
+use FieldKind::{Date, Email, Enum, Integer, Money, Timestamp, Uuid};
+use Presence::{Defaulted, Nullable, Required};
+
+pub const ACCOUNTS: EntitySpec = EntitySpec {
+    module: "accounts",
+    schema: "Account",
+    fields: &[
+        field("name", name(200), Required),
+        field("industry", text(100), Nullable),
+        field("website", text(300), Nullable),
+        field("phone", text(50), Nullable),
+        field("annual_revenue", Money { max: MONEY_MAX }, Nullable),
+        field(
+            "employee_count",
+            Integer {
+                min: 0,
+                max: i32::MAX,
+            },
+            Nullable,
+        ),
+    ],
+    filters: &[filter("industry", FilterKind::Text { max: 100 })],
+    search: &["name"],
+};
+
+pub const CONTACTS: EntitySpec = EntitySpec {
+    module: "contacts",
+    schema: "Contact",
+    fields: &[
+        field("first_name", text(100), Nullable),
+        field("last_name", name(100), Required),
+        field("email", Email { max: 254 }, Nullable),
+        field("phone", text(50), Nullable),
+        field("title", text(100), Nullable),
+        field("account_id", Uuid, Nullable),
+        field(
+            "status",
+            Enum(CONTACT_STATUSES),
+            Defaulted(DefaultValue::Text("active")),
+        ),
+    ],
+    filters: &[
+        filter("account_id", FilterKind::Uuid),
+        filter("status", FilterKind::Enum(CONTACT_STATUSES)),
+    ],
+    search: &["first_name", "last_name", "email"],
+};
+
+pub const LEADS: EntitySpec = EntitySpec {
+    module: "leads",
+    schema: "Lead",
+    fields: &[
+        field("first_name", text(100), Nullable),
+        field("last_name", name(100), Required),
+        field("email", Email { max: 254 }, Nullable),
+        field("company", text(200), Nullable),
+        field("source", text(100), Nullable),
+        field(
+            "status",
+            Enum(LEAD_STATUSES),
+            Defaulted(DefaultValue::Text("new")),
+        ),
+        field(
+            "score",
+            Integer { min: 0, max: 100 },
+            Defaulted(DefaultValue::Number(0)),
+        ),
+    ],
+    filters: &[
+        filter("status", FilterKind::Enum(LEAD_STATUSES)),
+        filter("source", FilterKind::Text { max: 100 }),
+    ],
+    search: &["first_name", "last_name", "email", "company"],
+};
+
+pub const OPPORTUNITIES: EntitySpec = EntitySpec {
+    module: "opportunities",
+    schema: "Opportunity",
+    fields: &[
+        field("name", name(200), Required),
+        field("account_id", Uuid, Nullable),
+        field("contact_id", Uuid, Nullable),
+        field(
+            "stage",
+            Enum(STAGES),
+            Defaulted(DefaultValue::Text("prospecting")),
+        ),
+        field(
+            "amount",
+            Money { max: MONEY_MAX },
+            Defaulted(DefaultValue::Number(0)),
+        ),
+        field(
+            "probability",
+            Integer { min: 0, max: 100 },
+            Defaulted(DefaultValue::Number(10)),
+        ),
+        field("close_date", Date, Nullable),
+    ],
+    filters: &[
+        filter("stage", FilterKind::Enum(STAGES)),
+        filter("account_id", FilterKind::Uuid),
+    ],
+    search: &["name"],
+};
+
+pub const ACTIVITIES: EntitySpec = EntitySpec {
+    module: "activities",
+    schema: "Activity",
+    fields: &[
+        field("type", Enum(ACTIVITY_TYPES), Required),
+        field("subject", name(200), Required),
+        field("body", text(10_000), Nullable),
+        field(
+            "status",
+            Enum(ACTIVITY_STATUSES),
+            Defaulted(DefaultValue::Text("planned")),
+        ),
+        field("due_at", Timestamp, Nullable),
+        field("related_type", Enum(RELATED_TYPES), Nullable),
+        field("related_id", Uuid, Nullable),
+    ],
+    filters: &[
+        filter("type", FilterKind::Enum(ACTIVITY_TYPES)),
+        filter("status", FilterKind::Enum(ACTIVITY_STATUSES)),
+        filter("related_type", FilterKind::Enum(RELATED_TYPES)),
+        filter("related_id", FilterKind::Uuid),
+    ],
+    search: &["subject"],
+};
+
+/// Every entity, in the contract's order.
+pub const ALL: [&EntitySpec; 5] = [&ACCOUNTS, &CONTACTS, &LEADS, &OPPORTUNITIES, &ACTIVITIES];

@@ -1,0 +1,324 @@
+//! Field rules of the writable entity fields, and the parser that turns a JSON object into a
+//! [`ValidBody`] of typed values according to them. The same rules feed the OpenAPI document.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+
+use bigdecimal::BigDecimal;
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::echo;
+use super::entities::EntitySpec;
+use crate::errors::ApiError;
+
+/// Fields every record has that the server sets.
+pub const READ_ONLY: &[&str] = &["id", "tenant_id", "created_at", "updated_at"];
+
+/// What values a field takes.
+#[derive(Debug, Clone, Copy)]
+pub enum FieldKind {
+    /// A string of `min..=max` characters.
+    Text {
+        min: usize,
+        max: usize,
+    },
+    /// A string of at most `max` characters containing `@`.
+    Email {
+        max: usize,
+    },
+    /// One of the listed strings.
+    Enum(&'static [&'static str]),
+    /// A JSON integer within `min..=max`.
+    Integer {
+        min: i32,
+        max: i32,
+    },
+    /// A JSON number `0..=max` with at most two decimals (money).
+    Money {
+        max: f64,
+    },
+    Uuid,
+    /// `YYYY-MM-DD`.
+    Date,
+    /// RFC 3339.
+    Timestamp,
+}
+
+/// A default the database fills in when a create omits the field.
+#[derive(Debug, Clone, Copy)]
+pub enum DefaultValue {
+    Text(&'static str),
+    Number(i64),
+}
+
+#[derive(Debug, Clone, Copy)]
+pub enum Presence {
+    /// Must be given on create; never null.
+    Required,
+    /// May be omitted on create (the default applies); never null.
+    Defaulted(DefaultValue),
+    /// May be omitted on create, and set to `null` on update.
+    Nullable,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct FieldSpec {
+    pub name: &'static str,
+    pub kind: FieldKind,
+    pub presence: Presence,
+}
+
+/// A field value that passed its rule.
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Null,
+    Text(String),
+    Integer(i32),
+    Money(BigDecimal),
+    Uuid(Uuid),
+    Date(NaiveDate),
+    Timestamp(DateTime<Utc>),
+}
+
+/// Create takes every required field; update changes only the fields given.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Create,
+    Update,
+}
+
+/// A request body whose every field passed its rule. Getters hand each value out once, as
+/// `None` (absent), `Some(None)` (explicit null) or `Some(Some(value))`.
+#[derive(Debug, Default)]
+pub struct ValidBody(HashMap<&'static str, FieldValue>);
+
+/// Conversion out of a [`FieldValue`]; `None` when the field's kind does not match.
+pub trait FromFieldValue: Sized {
+    fn from_field_value(value: FieldValue) -> Option<Self>;
+}
+
+macro_rules! from_field_value {
+    ($ty:ty, $variant:ident) => {
+        impl FromFieldValue for $ty {
+            fn from_field_value(value: FieldValue) -> Option<Self> {
+                match value {
+                    FieldValue::$variant(v) => Some(v),
+                    _ => None,
+                }
+            }
+        }
+    };
+}
+from_field_value!(String, Text);
+from_field_value!(i32, Integer);
+from_field_value!(BigDecimal, Money);
+from_field_value!(Uuid, Uuid);
+from_field_value!(NaiveDate, Date);
+from_field_value!(DateTime<Utc>, Timestamp);
+
+impl ValidBody {
+    /// The field as given: absent, null, or a value.
+    pub fn take<T: FromFieldValue>(&mut self, name: &str) -> Option<Option<T>> {
+        match self.0.remove(name)? {
+            FieldValue::Null => Some(None),
+            value => {
+                let typed = T::from_field_value(value);
+                debug_assert!(typed.is_some(), "field {name} read with the wrong type");
+                typed.map(Some)
+            }
+        }
+    }
+
+    /// A field that may not be null: absent or a value.
+    pub fn value<T: FromFieldValue>(&mut self, name: &str) -> Option<T> {
+        self.take(name).flatten()
+    }
+
+    /// A required field on create.
+    pub fn required<T: FromFieldValue>(&mut self, name: &'static str) -> Result<T, ApiError> {
+        self.value(name)
+            .ok_or_else(|| ApiError::Validation(format!("field `{name}` is required")))
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.0.contains_key(name)
+    }
+
+    /// Whether the field was given as explicit `null`.
+    pub fn is_null(&self, name: &str) -> bool {
+        matches!(self.0.get(name), Some(FieldValue::Null))
+    }
+}
+
+/// Checks a JSON object against the entity's field rules.
+pub fn parse_body(
+    spec: &EntitySpec,
+    body: Map<String, Value>,
+    mode: Mode,
+) -> Result<ValidBody, ApiError> {
+    let mut valid = ValidBody::default();
+    for (key, value) in body {
+        if let Some(name) = READ_ONLY.iter().find(|name| **name == key) {
+            return Err(ApiError::Validation(format!("field `{name}` is read-only")));
+        }
+        let field = spec
+            .field(&key)
+            .ok_or_else(|| ApiError::Validation(format!("unknown field {}", echo(&key))))?;
+        let parsed = field.parse(value)?;
+        valid.0.insert(field.name, parsed);
+    }
+    if mode == Mode::Create {
+        for field in spec.fields {
+            if matches!(field.presence, Presence::Required) && !valid.contains(field.name) {
+                return Err(ApiError::Validation(format!(
+                    "field `{}` is required",
+                    field.name
+                )));
+            }
+        }
+    }
+    Ok(valid)
+}
+
+impl FieldSpec {
+    fn invalid(&self, rule: impl std::fmt::Display) -> ApiError {
+        ApiError::Validation(format!("field `{}` {rule}", self.name))
+    }
+
+    /// Parses one JSON value according to this field's rule.
+    pub fn parse(&self, value: Value) -> Result<FieldValue, ApiError> {
+        if value.is_null() {
+            return match self.presence {
+                Presence::Nullable => Ok(FieldValue::Null),
+                _ => Err(self.invalid("cannot be null")),
+            };
+        }
+        match self.kind {
+            FieldKind::Text { min, max } => {
+                let text = self.string(value, max)?;
+                if min > 0 && text.trim().is_empty() {
+                    return Err(self.invalid("must not be blank"));
+                }
+                Ok(FieldValue::Text(text))
+            }
+            FieldKind::Email { max } => {
+                let text = self.string(value, max)?;
+                if !text.contains('@') {
+                    return Err(self.invalid("must be an email address containing `@`"));
+                }
+                Ok(FieldValue::Text(text))
+            }
+            FieldKind::Enum(allowed) => {
+                let text = self.string(value, 64)?;
+                if allowed.contains(&text.as_str()) {
+                    Ok(FieldValue::Text(text))
+                } else {
+                    Err(self.invalid(format_args!("must be one of {}", allowed.join(", "))))
+                }
+            }
+            FieldKind::Integer { min, max } => {
+                let number = value
+                    .as_i64()
+                    .ok_or_else(|| self.invalid("must be an integer"))?;
+                if number < i64::from(min) || number > i64::from(max) {
+                    return Err(self.invalid(format_args!("must be between {min} and {max}")));
+                }
+                i32::try_from(number)
+                    .map(FieldValue::Integer)
+                    .map_err(|_| self.invalid("is out of range"))
+            }
+            FieldKind::Money { max } => {
+                let number = value
+                    .as_f64()
+                    .ok_or_else(|| self.invalid("must be a number"))?;
+                if !(0.0..=max).contains(&number) {
+                    return Err(self.invalid(format_args!("must be between 0 and {max}")));
+                }
+                // f64's Display is the shortest text that reads back the same number, which is
+                // what the client wrote for any value with few enough digits to be money.
+                let decimal = BigDecimal::from_str(&number.to_string())
+                    .map_err(|_| self.invalid("must be a number"))?;
+                if decimal.fractional_digit_count() > 2 {
+                    return Err(self.invalid("must have at most two decimals"));
+                }
+                Ok(FieldValue::Money(decimal.with_scale(2)))
+            }
+            FieldKind::Uuid => {
+                let text = self.string(value, 64)?;
+                Uuid::try_parse(&text)
+                    .map(FieldValue::Uuid)
+                    .map_err(|_| self.invalid("must be a UUID"))
+            }
+            FieldKind::Date => {
+                let text = self.string(value, 10)?;
+                NaiveDate::parse_from_str(&text, "%Y-%m-%d")
+                    .ok()
+                    .filter(|date| text.len() == 10 && (1..=9999).contains(&date.year()))
+                    .map(FieldValue::Date)
+                    .ok_or_else(|| self.invalid("must be a date YYYY-MM-DD"))
+            }
+            FieldKind::Timestamp => {
+                let text = self.string(value, 64)?;
+                DateTime::parse_from_rfc3339(&text)
+                    .ok()
+                    .map(|at| at.with_timezone(&Utc))
+                    .filter(|at| (1..=9999).contains(&at.year()))
+                    .map(FieldValue::Timestamp)
+                    .ok_or_else(|| self.invalid("must be an RFC 3339 date-time"))
+            }
+        }
+    }
+
+    fn string(&self, value: Value, max: usize) -> Result<String, ApiError> {
+        let Value::String(text) = value else {
+            return Err(self.invalid("must be a string"));
+        };
+        // PostgreSQL text cannot hold NUL; refuse it here instead of failing in the database.
+        if text.contains('\0') {
+            return Err(self.invalid("must not contain NUL characters"));
+        }
+        if text.chars().count() > max {
+            return Err(self.invalid(format_args!("must be at most {max} characters")));
+        }
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entities::OPPORTUNITIES;
+    use serde_json::json;
+
+    fn parse(body: Value, mode: Mode) -> Result<ValidBody, ApiError> {
+        let Value::Object(map) = body else {
+            panic!("test body must be an object")
+        };
+        parse_body(&OPPORTUNITIES, map, mode)
+    }
+
+    #[test]
+    fn money_keeps_two_decimals_and_refuses_more() {
+        let mut body = parse(json!({"name": "x", "amount": 12.5}), Mode::Create).unwrap();
+        let amount: BigDecimal = body.value("amount").unwrap();
+        assert_eq!(amount.to_string(), "12.50");
+        assert!(parse(json!({"name": "x", "amount": 0.125}), Mode::Create).is_err());
+        assert!(parse(json!({"name": "x", "amount": -1}), Mode::Create).is_err());
+    }
+
+    #[test]
+    fn update_accepts_partial_bodies_and_create_requires_name() {
+        assert!(parse(json!({"stage": "proposal"}), Mode::Update).is_ok());
+        let err = parse(json!({"stage": "proposal"}), Mode::Create).unwrap_err();
+        assert!(err.to_string().contains("`name`"));
+    }
+
+    #[test]
+    fn null_only_for_nullable_fields() {
+        let mut body = parse(json!({"close_date": null}), Mode::Update).unwrap();
+        assert_eq!(body.take::<NaiveDate>("close_date"), Some(None));
+        assert!(parse(json!({"stage": null}), Mode::Update).is_err());
+    }
+}

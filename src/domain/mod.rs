@@ -1,0 +1,16 @@
+//! Parse, don't validate: request bodies, query strings and cursors become typed values here, so
+//! the data layer only ever sees valid input.
+
+pub mod cursor;
+pub mod entities;
+pub mod fields;
+pub mod query;
+
+/// Client-supplied names echoed in error messages are cut to this many characters.
+const ECHO_MAX: usize = 64;
+
+/// A client-supplied name, shortened and quoted for an error message.
+pub(crate) fn echo(name: &str) -> String {
+    let short: String = name.chars().take(ECHO_MAX).collect();
+    format!("{short:?}")
+}

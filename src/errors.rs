@@ -1,0 +1,143 @@
+//! The one error type of the API, mapped onto the contract's error table.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use serde_json::json;
+
+/// Every way a request can fail, one variant per row of the contract's error table.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    InvalidJson(String),
+    #[error("{0}")]
+    Validation(String),
+    #[error("{0}")]
+    InvalidQuery(String),
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    #[error("this route needs the admin role")]
+    Forbidden,
+    #[error("no such record")]
+    NotFound,
+    #[error("method not allowed on this route")]
+    MethodNotAllowed,
+    #[error("request body is larger than 256 KiB")]
+    PayloadTooLarge,
+    #[error("request body must be sent with Content-Type: application/json")]
+    UnsupportedMediaType,
+    #[error("{0} names no record of this tenant")]
+    InvalidReference(&'static str),
+    #[error("the database is unavailable, try again shortly")]
+    DatabaseUnavailable(String),
+    /// Details go to the log, never to the client.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson(_) => "invalid_json",
+            ApiError::Validation(_) => "validation_failed",
+            ApiError::InvalidQuery(_) => "invalid_query",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound => "not_found",
+            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::InvalidReference(_) => "invalid_reference",
+            ApiError::DatabaseUnavailable(_) => "database_unavailable",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+
+    pub fn internal(context: impl std::fmt::Display) -> Self {
+        ApiError::Internal(context.to_string())
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidJson(_) | ApiError::Validation(_) | ApiError::InvalidQuery(_) => {
+                StatusCode::BAD_REQUEST
+            }
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden => StatusCode::FORBIDDEN,
+            ApiError::NotFound => StatusCode::NOT_FOUND,
+            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::InvalidReference(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let message = match self {
+            ApiError::Internal(detail) => {
+                log::error!("internal error: {detail}");
+                self.to_string()
+            }
+            ApiError::DatabaseUnavailable(detail) => {
+                log::warn!("database unavailable: {detail}");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
+        let body = json!({"error": {"code": self.code(), "message": message}});
+        let mut response = HttpResponse::build(self.status_code());
+        if let ApiError::Unauthorized(_) = self {
+            response.insert_header(("WWW-Authenticate", "Bearer"));
+        }
+        response.json(body)
+    }
+}
+
+/// Names the request field behind a foreign-key constraint of the migrations.
+fn field_of_constraint(constraint: Option<&str>) -> Option<&'static str> {
+    match constraint? {
+        "contacts_account_fk" | "opportunities_account_fk" => Some("account_id"),
+        "opportunities_contact_fk" => Some("contact_id"),
+        _ => None,
+    }
+}
+
+impl From<DieselError> for ApiError {
+    fn from(error: DieselError) -> Self {
+        match error {
+            DieselError::NotFound => ApiError::NotFound,
+            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
+                match field_of_constraint(info.constraint_name()) {
+                    Some(field) => ApiError::InvalidReference(field),
+                    None => ApiError::Internal(format!("foreign key: {}", info.message())),
+                }
+            }
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                info,
+            ) => ApiError::DatabaseUnavailable(info.message().to_owned()),
+            // statement_timeout and admin shutdowns (pg_terminate_backend, restarts) mean the
+            // database cannot answer now, not that the request was wrong.
+            DieselError::DatabaseError(_, info)
+                if info.message().contains("statement timeout")
+                    || info.message().contains("terminating connection")
+                    || info.message().contains("shutting down") =>
+            {
+                ApiError::DatabaseUnavailable(info.message().to_owned())
+            }
+            other => ApiError::Internal(format!("database: {other}")),
+        }
+    }
+}
+
+impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for ApiError {
+    fn from(
+        error: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>,
+    ) -> Self {
+        ApiError::DatabaseUnavailable(format!("connection pool: {error}"))
+    }
+}

@@ -1,0 +1,60 @@
+//! Liveness and readiness probes (no auth).
+
+use std::time::Duration;
+
+use actix_web::{web, HttpResponse};
+use diesel_async::RunQueryDsl;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// How long a readiness probe waits for each dependency.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/health/live", web::get().to(live))
+        .route("/health/ready", web::get().to(ready));
+}
+
+async fn live() -> HttpResponse {
+    HttpResponse::Ok().json(json!({"status": "ok"}))
+}
+
+async fn database_up(state: &AppState) -> bool {
+    let probe = async {
+        let mut conn = state.pool.get().await.ok()?;
+        diesel::sql_query("SELECT 1").execute(&mut conn).await.ok()
+    };
+    matches!(
+        tokio::time::timeout(PROBE_TIMEOUT, probe).await,
+        Ok(Some(_))
+    )
+}
+
+async fn redis_state(state: &AppState) -> &'static str {
+    let Some(client) = &state.redis else {
+        return "disabled";
+    };
+    let probe = async {
+        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .ok()
+    };
+    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
+        Ok(Some(_)) => "up",
+        _ => "down",
+    }
+}
+
+async fn ready(state: web::Data<AppState>) -> HttpResponse {
+    let (database, redis) = futures_util::join!(database_up(&state), redis_state(&state));
+    if !database {
+        return HttpResponse::ServiceUnavailable().json(json!({
+            "status": "unavailable", "database": "down", "redis": redis
+        }));
+    }
+    let status = if redis == "down" { "degraded" } else { "ok" };
+    HttpResponse::Ok().json(json!({"status": status, "database": "up", "redis": redis}))
+}

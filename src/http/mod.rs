@@ -1,0 +1,40 @@
+//! The HTTP API: one module per route group; handlers stay thin and call the data layer.
+
+pub mod body;
+pub mod dashboard;
+pub mod entities;
+pub mod health;
+pub mod openapi;
+pub mod opportunities;
+
+use actix_web::web;
+
+use crate::db::accounts::Accounts;
+use crate::db::activities::Activities;
+use crate::db::contacts::Contacts;
+use crate::db::leads::Leads;
+use crate::db::opportunities::Opportunities;
+use crate::errors::ApiError;
+
+/// Every route of the contract.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.configure(health::routes)
+        .configure(openapi::routes)
+        .configure(dashboard::routes)
+        .configure(opportunities::routes)
+        .configure(entities::routes::<Accounts>)
+        .configure(entities::routes::<Contacts>)
+        .configure(entities::routes::<Leads>)
+        .configure(entities::routes::<Opportunities>)
+        .configure(entities::routes::<Activities>);
+}
+
+/// The answer for a known path with a method it does not take.
+pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}
+
+/// The answer for any path the API does not have.
+pub async fn not_found() -> Result<actix_web::HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}

@@ -1,0 +1,90 @@
+//! `GET /api/v2/opportunities/stats`: count and amount per stage.
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use bigdecimal::{BigDecimal, ToPrimitive, Zero};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::method_not_allowed;
+use crate::auth::Principal;
+use crate::db::opportunities::{self, StageRow};
+use crate::domain::entities::STAGES;
+use crate::domain::query::parse_params;
+use crate::errors::ApiError;
+use crate::state::AppState;
+
+/// Registered before the generic opportunity routes so that `stats` is not read as an id.
+pub fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::resource("/api/v2/opportunities/stats")
+            .route(web::get().to(stats))
+            .default_service(web::to(method_not_allowed)),
+    );
+}
+
+#[derive(Debug, Serialize)]
+pub struct StageStat {
+    pub stage: &'static str,
+    pub count: i64,
+    pub amount: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Total {
+    pub count: i64,
+    pub amount: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct StatsBody {
+    pub stages: Vec<StageStat>,
+    pub total: Total,
+}
+
+/// All six stages in the contract's order, zeros included, and their total.
+pub fn summarize(rows: Vec<StageRow>) -> StatsBody {
+    let mut total_count = 0;
+    let mut total_amount = BigDecimal::zero();
+    let stages = STAGES
+        .iter()
+        .map(|stage| {
+            let (count, amount) = rows
+                .iter()
+                .find(|(name, _, _)| name == stage)
+                .map(|(_, count, amount)| (*count, amount.clone().unwrap_or_default()))
+                .unwrap_or_default();
+            total_count += count;
+            total_amount += &amount;
+            StageStat {
+                stage,
+                count,
+                amount: amount.to_f64().unwrap_or(0.0),
+            }
+        })
+        .collect();
+    StatsBody {
+        stages,
+        total: Total {
+            count: total_count,
+            amount: total_amount.to_f64().unwrap_or(0.0),
+        },
+    }
+}
+
+async fn stats(
+    principal: Principal,
+    req: HttpRequest,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let params = parse_params(req.query_string(), &["account_id"])?;
+    let account = params
+        .get("account_id")
+        .map(|raw| {
+            Uuid::try_parse(raw)
+                .map_err(|_| ApiError::InvalidQuery("filter `account_id` must be a UUID".into()))
+        })
+        .transpose()?;
+    let mut conn = state.pool.get().await?;
+    let rows = opportunities::stats(&mut conn, principal.tenant, account).await?;
+    Ok(HttpResponse::Ok().json(summarize(rows)))
+}

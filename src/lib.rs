@@ -1,0 +1,11 @@
+//! aishacrm: a multi-tenant CRM JSON API on PostgreSQL.
+
+pub mod auth;
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod domain;
+pub mod errors;
+pub mod http;
+pub mod startup;
+pub mod state;

@@ -1,0 +1,93 @@
+//! Builds the HTTP application from a [`Config`]: keys, pool, state and the bound listener.
+
+use std::net::TcpListener;
+
+use actix_web::dev::Server;
+use actix_web::{web, App, HttpServer};
+use rand::RngCore;
+use uuid::Uuid;
+
+use crate::auth::{JwtKeys, Role};
+use crate::config::Config;
+use crate::db::{self, BoxError};
+use crate::domain::cursor::CursorCodec;
+use crate::http;
+use crate::state::AppState;
+
+/// The tenant of the dev token logged when `JWT_SECRET` is unset; `aishacrm seed --tenant` with
+/// this id fills it with demo data.
+pub const DEMO_TENANT: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
+
+/// How long the logged dev token is valid.
+const DEV_TOKEN_TTL_SECS: u64 = 24 * 3600;
+
+/// A server bound to its port, ready to run.
+pub struct Application {
+    port: u16,
+    server: Server,
+}
+
+impl Application {
+    /// Binds `config.bind` (port 0 picks a free port) and wires the app. The database must
+    /// already be prepared (`db::prepare`).
+    pub async fn build(config: Config) -> Result<Self, BoxError> {
+        let secret = match &config.jwt_secret {
+            Some(secret) if !secret.0.is_empty() => secret.0.clone().into_bytes(),
+            _ => {
+                let mut secret = vec![0u8; 32];
+                rand::thread_rng().fill_bytes(&mut secret);
+                secret
+            }
+        };
+        let keys = JwtKeys::new(&secret);
+        if config.jwt_secret.is_none() {
+            let token = keys.mint(DEMO_TENANT, Role::Admin, "dev", DEV_TOKEN_TTL_SECS)?;
+            log::info!(
+                "JWT_SECRET is unset: tokens are signed with a random secret for this run only. \
+                 Dev admin token for demo tenant {DEMO_TENANT} (24 h): {token}"
+            );
+        }
+        let redis = match config.redis_url() {
+            Some(url) => Some(redis::Client::open(url)?),
+            None => None,
+        };
+        let state = web::Data::new(AppState {
+            pool: db::build_pool(&config)?,
+            cursors: CursorCodec::new(&secret),
+            redis,
+        });
+        let keys = web::Data::new(keys);
+
+        let listener = TcpListener::bind(&config.bind)?;
+        let port = listener.local_addr()?.port();
+        let mut server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(keys.clone())
+                .configure(http::configure)
+                .default_service(web::to(http::not_found))
+        });
+        if config.workers > 0 {
+            server = server.workers(config.workers);
+        }
+        let server = server.listen(listener)?.run();
+        log::info!(
+            "listening on http://{}",
+            config.bind.replace(":0", &format!(":{port}"))
+        );
+        Ok(Application { port, server })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A handle that can stop the server.
+    pub fn handle(&self) -> actix_web::dev::ServerHandle {
+        self.server.handle()
+    }
+
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
