@@ -1,0 +1,220 @@
+//! `spawn_app()`: a fresh database (random name, dropped afterwards), the service on port 0, and
+//! typed request helpers.
+
+use std::time::Duration;
+
+use aishacrm::auth::{JwtKeys, Role};
+use aishacrm::config::{Config, Secret};
+use aishacrm::db;
+use aishacrm::startup::Application;
+use diesel_async::{AsyncConnection, AsyncPgConnection};
+use reqwest::{Method, Response};
+use serde_json::Value;
+use uuid::Uuid;
+
+/// The server the test databases live on: `DATABASE_URL` if set (its database name is
+/// replaced), else the local PostgreSQL.
+pub fn base_database_url() -> String {
+    std::env::var("DATABASE_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database of its own for one test, dropped (with its sessions) when the guard drops.
+pub struct TestDatabase {
+    pub url: String,
+}
+
+impl TestDatabase {
+    pub async fn create() -> Self {
+        let name = format!("aishacrm_test_{}", Uuid::new_v4().simple());
+        let url = db::with_database(&base_database_url(), &name);
+        let prepare_url = url.clone();
+        tokio::task::spawn_blocking(move || db::prepare(&prepare_url))
+            .await
+            .expect("prepare task panicked")
+            .expect("creating and migrating the test database");
+        TestDatabase { url }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        // A plain thread: the blocking connection must not run on the test's async runtime.
+        let dropped = std::thread::spawn(move || db::drop_database(&url)).join();
+        if !matches!(dropped, Ok(Ok(()))) {
+            eprintln!("could not drop test database {}", self.url);
+        }
+    }
+}
+
+pub struct TestApp {
+    pub address: String,
+    pub port: u16,
+    pub client: reqwest::Client,
+    pub keys: JwtKeys,
+    pub secret: String,
+    pub config: Config,
+    pub database: TestDatabase,
+}
+
+/// The configuration every test app starts from.
+pub fn test_config(database_url: &str) -> Config {
+    let mut config = Config::for_database(database_url);
+    config.bind = "127.0.0.1:0".into();
+    config.redis_url = "none".into();
+    config.workers = 1;
+    config.db_pool_size = 4;
+    config.db_acquire_timeout_ms = 2_000;
+    config.jwt_secret = Some(Secret(format!("test-secret-{}", Uuid::new_v4())));
+    config
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+/// Starts the service on a fresh database after `customize` adjusted its configuration.
+pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
+    let database = TestDatabase::create().await;
+    let mut config = test_config(&database.url);
+    customize(&mut config);
+    start(config, database).await
+}
+
+/// Starts the service with `config` as given, keeping `database` alive as long as the app.
+pub async fn start(config: Config, database: TestDatabase) -> TestApp {
+    let app = Application::build(config.clone())
+        .await
+        .expect("building the application");
+    let port = app.port();
+    tokio::spawn(app.run_until_stopped());
+    let secret = config
+        .jwt_secret
+        .as_ref()
+        .map(|secret| secret.0.clone())
+        .unwrap_or_default();
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        client: reqwest::Client::builder()
+            .timeout(Duration::from_secs(30))
+            .build()
+            .expect("http client"),
+        keys: JwtKeys::new(secret.as_bytes()),
+        secret,
+        config,
+        database,
+    }
+}
+
+impl TestApp {
+    /// An admin token for `tenant`.
+    pub fn token(&self, tenant: Uuid) -> String {
+        self.token_as(tenant, Role::Admin)
+    }
+
+    pub fn token_as(&self, tenant: Uuid, role: Role) -> String {
+        self.keys
+            .mint(tenant, role, "test", 3600)
+            .expect("minting a token")
+    }
+
+    pub async fn db(&self) -> AsyncPgConnection {
+        AsyncPgConnection::establish(&self.database.url)
+            .await
+            .expect("connecting to the test database")
+    }
+
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .request(method, format!("{}{path}", self.address));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        request.send().await.expect("sending the request")
+    }
+
+    pub async fn get(&self, path: &str, token: &str) -> Response {
+        self.request(Method::GET, path, Some(token), None).await
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(token), Some(body)).await
+    }
+
+    pub async fn put(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path, Some(token), Some(body)).await
+    }
+
+    pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
+        self.request(Method::PATCH, path, Some(token), Some(body)).await
+    }
+
+    pub async fn delete(&self, path: &str, token: &str) -> Response {
+        self.request(Method::DELETE, path, Some(token), None).await
+    }
+
+    /// Creates a record and returns its JSON, failing the test unless the answer is 201.
+    pub async fn create(&self, module: &str, token: &str, body: Value) -> Value {
+        let response = self.post(&format!("/api/v2/{module}"), token, &body).await;
+        let status = response.status().as_u16();
+        let json: Value = response.json().await.expect("JSON body");
+        assert_eq!(status, 201, "creating {module} with {body}: {json}");
+        json
+    }
+
+    /// GETs `path` and returns status and JSON body (`Null` when empty).
+    pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
+        into_json(self.get(path, token).await).await
+    }
+}
+
+/// Status and JSON body of a response (`Null` when the body is empty).
+pub async fn into_json(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    let bytes = response.bytes().await.expect("reading the body");
+    let json = if bytes.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+            panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes))
+        })
+    };
+    (status, json)
+}
+
+/// Asserts the contract's error shape, status and code; returns the message.
+pub async fn assert_error(response: Response, status: u16, code: &str) -> String {
+    let (actual, body) = into_json(response).await;
+    assert_eq!(actual, status, "expected {status} {code}, got {body}");
+    assert_eq!(body["error"]["code"], code, "wrong code in {body}");
+    let message = body["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("error without message: {body}"));
+    assert!(!message.is_empty());
+    message.to_owned()
+}
+
+/// A minimal valid create body for each entity.
+pub fn minimal(module: &str) -> Value {
+    match module {
+        "accounts" => serde_json::json!({"name": "Acme"}),
+        "contacts" | "leads" => serde_json::json!({"last_name": "Khan"}),
+        "opportunities" => serde_json::json!({"name": "Renewal"}),
+        "activities" => serde_json::json!({"type": "call", "subject": "Intro"}),
+        other => panic!("unknown module {other}"),
+    }
+}
+
+pub const MODULES: [&str; 5] = ["accounts", "contacts", "leads", "opportunities", "activities"];
