@@ -141,3 +141,83 @@ impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolErro
         ApiError::DatabaseUnavailable(format!("connection pool: {error}"))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use actix_web::body::to_bytes;
+
+    async fn body_of(error: ApiError) -> (u16, serde_json::Value) {
+        let response = error.error_response();
+        let status = response.status().as_u16();
+        let bytes = to_bytes(response.into_body()).await.unwrap_or_default();
+        (status, serde_json::from_slice(&bytes).unwrap_or_default())
+    }
+
+    #[actix_rt::test]
+    async fn every_variant_has_its_status_and_code() {
+        let cases = [
+            (ApiError::InvalidJson("x".into()), 400, "invalid_json"),
+            (ApiError::Validation("x".into()), 400, "validation_failed"),
+            (ApiError::InvalidQuery("x".into()), 400, "invalid_query"),
+            (ApiError::Unauthorized("x"), 401, "unauthorized"),
+            (ApiError::Forbidden, 403, "forbidden"),
+            (ApiError::NotFound, 404, "not_found"),
+            (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
+            (ApiError::PayloadTooLarge, 413, "payload_too_large"),
+            (
+                ApiError::UnsupportedMediaType,
+                415,
+                "unsupported_media_type",
+            ),
+            (
+                ApiError::InvalidReference("account_id"),
+                422,
+                "invalid_reference",
+            ),
+            (
+                ApiError::DatabaseUnavailable("x".into()),
+                503,
+                "database_unavailable",
+            ),
+            (ApiError::Internal("x".into()), 500, "internal"),
+        ];
+        for (error, status, code) in cases {
+            let (actual, body) = body_of(error).await;
+            assert_eq!(actual, status);
+            assert_eq!(body["error"]["code"], code);
+            assert_eq!(body.as_object().map(|o| o.len()), Some(1));
+        }
+    }
+
+    #[actix_rt::test]
+    async fn internal_details_never_reach_the_client() {
+        let secret = "relation \"accounts\" does not exist at SELECT";
+        let (status, body) = body_of(ApiError::Internal(secret.into())).await;
+        assert_eq!(status, 500);
+        assert_eq!(body["error"]["message"], "internal error");
+        let (_, body) = body_of(ApiError::DatabaseUnavailable(secret.into())).await;
+        assert!(!body.to_string().contains("relation"));
+    }
+
+    #[test]
+    fn diesel_errors_map_to_the_table() {
+        assert!(matches!(
+            ApiError::from(DieselError::NotFound),
+            ApiError::NotFound
+        ));
+        let closed = DieselError::DatabaseError(
+            DatabaseErrorKind::ClosedConnection,
+            Box::new("connection closed".to_owned()),
+        );
+        assert!(matches!(
+            ApiError::from(closed),
+            ApiError::DatabaseUnavailable(_)
+        ));
+        let odd = DieselError::DatabaseError(
+            DatabaseErrorKind::Unknown,
+            Box::new("something else".to_owned()),
+        );
+        assert!(matches!(ApiError::from(odd), ApiError::Internal(_)));
+    }
+}

@@ -6,14 +6,23 @@ use actix_web::{web, HttpResponse};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
+use super::method_not_allowed;
 use crate::state::AppState;
 
 /// How long a readiness probe waits for each dependency.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/health/live", web::get().to(live))
-        .route("/health/ready", web::get().to(ready));
+    cfg.service(
+        web::resource("/health/live")
+            .route(web::get().to(live))
+            .default_service(web::to(method_not_allowed)),
+    )
+    .service(
+        web::resource("/health/ready")
+            .route(web::get().to(ready))
+            .default_service(web::to(method_not_allowed)),
+    );
 }
 
 async fn live() -> HttpResponse {

@@ -6,12 +6,17 @@ use std::sync::OnceLock;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
+use super::method_not_allowed;
 use crate::domain::entities::{EntitySpec, FilterKind, ALL, STAGES};
 use crate::domain::fields::{DefaultValue, FieldKind, FieldSpec, Presence};
 use crate::domain::query::{DEFAULT_LIMIT, MAX_LIMIT, Q_MAX};
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/api/v2/openapi.json", web::get().to(serve));
+    cfg.service(
+        web::resource("/api/v2/openapi.json")
+            .route(web::get().to(serve))
+            .default_service(web::to(method_not_allowed)),
+    );
 }
 
 async fn serve() -> HttpResponse {

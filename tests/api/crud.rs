@@ -77,10 +77,14 @@ async fn create_applies_defaults_and_keeps_every_field() {
     assert_eq!(opportunity["probability"], json!(10));
     assert_eq!(opportunity["account_id"], json!(null));
 
-    let lead = app.create("leads", &token, json!({"last_name": "Tanaka"})).await;
+    let lead = app
+        .create("leads", &token, json!({"last_name": "Tanaka"}))
+        .await;
     assert_eq!(lead["status"], "new");
     assert_eq!(lead["score"], json!(0));
-    let contact = app.create("contacts", &token, json!({"last_name": "Silva"})).await;
+    let contact = app
+        .create("contacts", &token, json!({"last_name": "Silva"}))
+        .await;
     assert_eq!(contact["status"], "active");
     let activity = app
         .create(
@@ -106,8 +110,11 @@ async fn put_and_patch_change_only_the_fields_given() {
         .await;
     let path = format!("/api/v2/opportunities/{}", created["id"].as_str().unwrap());
 
-    let (status, updated) =
-        into_json(app.patch(&path, &token, &json!({"stage": "proposal"})).await).await;
+    let (status, updated) = into_json(
+        app.patch(&path, &token, &json!({"stage": "proposal"}))
+            .await,
+    )
+    .await;
     assert_eq!(status, 200, "{updated}");
     assert_eq!(updated["stage"], "proposal");
     assert_eq!(updated["name"], "Deal");

@@ -50,11 +50,9 @@ impl Drop for TestDatabase {
 
 pub struct TestApp {
     pub address: String,
-    pub port: u16,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
     pub secret: String,
-    pub config: Config,
     pub database: TestDatabase,
 }
 
@@ -96,14 +94,12 @@ pub async fn start(config: Config, database: TestDatabase) -> TestApp {
         .unwrap_or_default();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
-        port,
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
             .expect("http client"),
         keys: JwtKeys::new(secret.as_bytes()),
         secret,
-        config,
         database,
     }
 }
@@ -150,15 +146,18 @@ impl TestApp {
     }
 
     pub async fn post(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::POST, path, Some(token), Some(body)).await
+        self.request(Method::POST, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn put(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::PUT, path, Some(token), Some(body)).await
+        self.request(Method::PUT, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn patch(&self, path: &str, token: &str, body: &Value) -> Response {
-        self.request(Method::PATCH, path, Some(token), Some(body)).await
+        self.request(Method::PATCH, path, Some(token), Some(body))
+            .await
     }
 
     pub async fn delete(&self, path: &str, token: &str) -> Response {
@@ -187,9 +186,8 @@ pub async fn into_json(response: Response) -> (u16, Value) {
     let json = if bytes.is_empty() {
         Value::Null
     } else {
-        serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-            panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes))
-        })
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|_| panic!("body is not JSON: {}", String::from_utf8_lossy(&bytes)))
     };
     (status, json)
 }
@@ -217,4 +215,10 @@ pub fn minimal(module: &str) -> Value {
     }
 }
 
-pub const MODULES: [&str; 5] = ["accounts", "contacts", "leads", "opportunities", "activities"];
+pub const MODULES: [&str; 5] = [
+    "accounts",
+    "contacts",
+    "leads",
+    "opportunities",
+    "activities",
+];

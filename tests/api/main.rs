@@ -3,10 +3,15 @@
 mod helpers;
 
 mod auth;
+mod cli;
 mod crud;
+mod dashboard;
 mod errors;
 mod filters;
+mod health;
+mod openapi;
 mod paging;
+mod plans;
 mod relations;
 mod tenancy;
 mod validation;
