@@ -4,7 +4,7 @@
 use std::future::{ready, Ready};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use actix_web::{dev::Payload, http::header, web, FromRequest, HttpRequest};
+use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -110,7 +110,8 @@ impl JwtKeys {
         })
     }
 
-    fn principal_of(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
+    /// The caller of `req`, from its bearer token.
+    pub fn principal_of(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
         let value = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -144,6 +145,10 @@ impl FromRequest for Principal {
     type Future = Ready<Result<Self, Self::Error>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        // The cache middleware may have resolved the caller already.
+        if let Some(principal) = req.extensions().get::<Principal>() {
+            return ready(Ok(principal.clone()));
+        }
         let result = match req.app_data::<web::Data<JwtKeys>>() {
             Some(keys) => keys.principal_of(req),
             None => Err(ApiError::internal("JwtKeys missing from app data")),

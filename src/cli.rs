@@ -31,6 +31,16 @@ pub enum Command {
     Seed(SeedArgs),
     /// Print a signed bearer token.
     Token(TokenArgs),
+    /// Manage the shared cache.
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CacheCommand {
+    /// Remove every cache entry of this service from Redis (never FLUSHDB) and tell every
+    /// instance to drop its L1.
+    Flush,
 }
 
 #[derive(Debug, Args)]
@@ -60,7 +70,8 @@ pub struct TokenArgs {
 
 /// Runs one subcommand to completion.
 pub fn run(cli: Cli) -> Result<(), BoxError> {
-    let config = cli.config;
+    let mut config = cli.config;
+    config.read_ttl_overrides()?;
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => {
             db::prepare(&config.database_url)?;
@@ -81,6 +92,14 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
                 .enable_all()
                 .build()?;
             runtime.block_on(db::seed::run(&config, &args))
+        }
+        Command::Cache(CacheCommand::Flush) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let removed = runtime.block_on(crate::cache::flush::flush(&config))?;
+            println!("removed {removed} cache entries");
+            Ok(())
         }
         Command::Token(args) => {
             let secret = config

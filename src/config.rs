@@ -78,6 +78,25 @@ pub struct Config {
     )]
     pub cache_fail_safe_secs: u64,
 
+    /// Prefix of every Redis key and channel of this service (several deployments can share
+    /// one Redis).
+    #[arg(
+        long,
+        env = "CACHE_KEY_PREFIX",
+        global = true,
+        default_value = "aishacrm"
+    )]
+    pub cache_key_prefix: String,
+
+    /// Bound on every Redis command; past it Redis counts as down.
+    #[arg(long, env = "REDIS_TIMEOUT_MS", global = true, default_value_t = 250)]
+    pub redis_timeout_ms: u64,
+
+    /// `CACHE_TTL_<MODULE>_<OPERATION>` overrides, keyed `MODULE_OPERATION` (read from the
+    /// environment by [`Config::read_ttl_overrides`]).
+    #[arg(skip)]
+    pub cache_ttl_overrides: std::collections::HashMap<String, u64>,
+
     /// HTTP worker threads; 0 = one per core.
     #[arg(long, env = "WORKERS", global = true, default_value_t = 0)]
     pub workers: usize,
@@ -120,6 +139,20 @@ impl Config {
 
     pub fn db_statement_timeout(&self) -> Duration {
         Duration::from_millis(self.db_statement_timeout_ms)
+    }
+
+    /// Collects `CACHE_TTL_<MODULE>_<OPERATION>=<secs>` from the environment.
+    pub fn read_ttl_overrides(&mut self) -> Result<(), String> {
+        for (name, value) in std::env::vars() {
+            if let Some(suffix) = name.strip_prefix("CACHE_TTL_") {
+                let secs = value
+                    .trim()
+                    .parse::<u64>()
+                    .map_err(|_| format!("{name} must be a number of seconds"))?;
+                self.cache_ttl_overrides.insert(suffix.to_owned(), secs);
+            }
+        }
+        Ok(())
     }
 
     /// A configuration for tests and tools: the defaults with the given database.

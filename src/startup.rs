@@ -1,22 +1,30 @@
 //! Builds the HTTP application from a [`Config`]: keys, pool, state and the bound listener.
 
 use std::net::TcpListener;
+use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::dev::Server;
+use actix_web::middleware::from_fn;
 use actix_web::{web, App, HttpServer};
 use rand::RngCore;
 use uuid::Uuid;
 
 use crate::auth::{JwtKeys, Role};
+use crate::cache::{bus, log_stats_every, Cache};
 use crate::config::Config;
 use crate::db::{self, BoxError};
 use crate::domain::cursor::CursorCodec;
 use crate::http;
+use crate::metrics::Metrics;
 use crate::state::AppState;
 
 /// The tenant of the dev token logged when `JWT_SECRET` is unset; `aishacrm seed --tenant` with
 /// this id fills it with demo data.
 pub const DEMO_TENANT: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
+
+/// How often the `[Cache] Stats:` line is logged.
+const STATS_PERIOD: Duration = Duration::from_secs(60);
 
 /// How long the logged dev token is valid.
 const DEV_TOKEN_TTL_SECS: u64 = 24 * 3600;
@@ -47,14 +55,16 @@ impl Application {
                  Dev admin token for demo tenant {DEMO_TENANT} (24 h): {token}"
             );
         }
-        let redis = match config.redis_url() {
-            Some(url) => Some(redis::Client::open(url)?),
-            None => None,
-        };
+        let metrics = Arc::new(Metrics::new());
+        let cache = Arc::new(Cache::new(&config, metrics.clone())?);
+        // Background tasks live as long as the runtime that runs the server.
+        tokio::spawn(bus::run(cache.clone()));
+        tokio::spawn(log_stats_every(cache.clone(), STATS_PERIOD));
         let state = web::Data::new(AppState {
             pool: db::build_pool(&config)?,
             cursors: CursorCodec::new(&secret),
-            redis,
+            cache,
+            metrics,
         });
         let keys = web::Data::new(keys);
 
@@ -64,6 +74,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(keys.clone())
+                .wrap(from_fn(http::metrics::track_duration))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))
         });

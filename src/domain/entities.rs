@@ -27,6 +27,9 @@ pub struct EntitySpec {
     pub filters: &'static [FilterSpec],
     /// Columns `q` matches as a case-insensitive substring.
     pub search: &'static [&'static str],
+    /// Modules whose cached answers a delete changes: this one, and those whose references to it
+    /// the database sets to null.
+    pub delete_invalidates: &'static [&'static str],
 }
 
 impl EntitySpec {
@@ -100,6 +103,7 @@ pub const ACCOUNTS: EntitySpec = EntitySpec {
     ],
     filters: &[filter("industry", FilterKind::Text { max: 100 })],
     search: &["name"],
+    delete_invalidates: &["accounts", "contacts", "opportunities"],
 };
 
 pub const CONTACTS: EntitySpec = EntitySpec {
@@ -123,6 +127,7 @@ pub const CONTACTS: EntitySpec = EntitySpec {
         filter("status", FilterKind::Enum(CONTACT_STATUSES)),
     ],
     search: &["first_name", "last_name", "email"],
+    delete_invalidates: &["contacts", "opportunities"],
 };
 
 pub const LEADS: EntitySpec = EntitySpec {
@@ -150,6 +155,7 @@ pub const LEADS: EntitySpec = EntitySpec {
         filter("source", FilterKind::Text { max: 100 }),
     ],
     search: &["first_name", "last_name", "email", "company"],
+    delete_invalidates: &["leads"],
 };
 
 pub const OPPORTUNITIES: EntitySpec = EntitySpec {
@@ -181,6 +187,7 @@ pub const OPPORTUNITIES: EntitySpec = EntitySpec {
         filter("account_id", FilterKind::Uuid),
     ],
     search: &["name"],
+    delete_invalidates: &["opportunities"],
 };
 
 pub const ACTIVITIES: EntitySpec = EntitySpec {
@@ -206,6 +213,7 @@ pub const ACTIVITIES: EntitySpec = EntitySpec {
         filter("related_id", FilterKind::Uuid),
     ],
     search: &["subject"],
+    delete_invalidates: &["activities"],
 };
 
 /// Every entity, in the contract's order.

@@ -121,7 +121,8 @@ pub struct ListQuery {
     pub filters: Filters,
 }
 
-fn allowed_params(spec: &EntitySpec, paging: bool) -> Vec<&'static str> {
+/// The parameters a list (`paging`) or count of `spec` accepts.
+pub fn allowed_params(spec: &EntitySpec, paging: bool) -> Vec<&'static str> {
     let mut allowed = vec!["q"];
     if paging {
         allowed.extend(["limit", "cursor"]);

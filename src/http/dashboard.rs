@@ -1,14 +1,17 @@
 //! `GET /api/v2/dashboard/bundle`: everything a dashboard shows after login, in one answer.
 
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use chrono::{DateTime, Utc};
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::Value;
 
+use super::entities::json_response;
 use super::method_not_allowed;
 use super::opportunities::{summarize, StageStat};
 use crate::auth::{Principal, TenantId};
+use crate::cache::middleware::cache_list;
 use crate::db::accounts::Accounts;
 use crate::db::activities::Activities;
 use crate::db::contacts::Contacts;
@@ -26,7 +29,11 @@ pub const RECENT: i64 = 5;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v2/dashboard/bundle")
-            .route(web::get().to(bundle))
+            .route(
+                web::get()
+                    .to(bundle)
+                    .wrap(cache_list("dashboard", "bundle", BUNDLE_TTL_SECS)),
+            )
             .default_service(web::to(method_not_allowed)),
     );
 }
@@ -64,13 +71,20 @@ async fn summary<E: Entity>(
     Ok((count, recent))
 }
 
+/// Default TTL of the bundle.
+pub const BUNDLE_TTL_SECS: u64 = 60;
+
 async fn bundle(
     principal: Principal,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     parse_params(req.query_string(), &[])?;
-    let tenant = principal.tenant;
+    Ok(json_response(bundle_body(&state, principal.tenant).await?))
+}
+
+/// The JSON of `GET /api/v2/dashboard/bundle`.
+pub async fn bundle_body(state: &AppState, tenant: TenantId) -> Result<Bytes, ApiError> {
     let mut conn = state.pool.get().await?;
     // One snapshot, so that counts, stages and the newest records agree with each other.
     let body = conn
@@ -104,5 +118,7 @@ async fn bundle(
             })
         })
         .await?;
-    Ok(HttpResponse::Ok().json(body))
+    serde_json::to_vec(&body)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
 }

@@ -1,13 +1,15 @@
 //! The six routes every entity has, written once for any [`Entity`].
 
-use actix_web::http::header;
+use actix_web::http::header::{self, ContentType};
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::body::JsonObject;
 use super::method_not_allowed;
-use crate::auth::Principal;
+use crate::auth::{Principal, TenantId};
+use crate::cache::middleware::{cache_list, invalidate};
 use crate::db::entity::{page, Keyed};
 use crate::db::Entity;
 use crate::domain::fields::{parse_body, Mode};
@@ -15,29 +17,60 @@ use crate::domain::query::{parse_count, ListQuery};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
-/// Routes of entity `E`, in the contract's table order. `count` is registered before `{id}` so
-/// that it is not read as an id.
+/// Routes of entity `E` with their cache policy, in the contract's table order. `count` is
+/// registered before `{id}` so that it is not read as an id.
 pub fn routes<E: Entity>(cfg: &mut web::ServiceConfig) {
-    let base = format!("/api/v2/{}", E::SPEC.module);
+    let module = E::SPEC.module;
+    let written: &'static [&'static str] = std::slice::from_ref(&E::SPEC.module);
+    let base = format!("/api/v2/{module}");
     cfg.service(
         web::resource(base.clone())
-            .route(web::get().to(list::<E>))
-            .route(web::post().to(create::<E>))
+            .route(
+                web::get()
+                    .to(list::<E>)
+                    .wrap(cache_list(module, "list", LIST_TTL_SECS)),
+            )
+            .route(web::post().to(create::<E>).wrap(invalidate(written)))
             .default_service(web::to(method_not_allowed)),
     )
     .service(
         web::resource(format!("{base}/count"))
-            .route(web::get().to(count::<E>))
+            .route(
+                web::get()
+                    .to(count::<E>)
+                    .wrap(cache_list(module, "count", COUNT_TTL_SECS)),
+            )
             .default_service(web::to(method_not_allowed)),
     )
     .service(
         web::resource(format!("{base}/{{id}}"))
             .route(web::get().to(get::<E>))
-            .route(web::put().to(update::<E>))
-            .route(web::patch().to(update::<E>))
-            .route(web::delete().to(delete::<E>))
+            .route(web::put().to(update::<E>).wrap(invalidate(written)))
+            .route(web::patch().to(update::<E>).wrap(invalidate(written)))
+            .route(
+                web::delete()
+                    .to(delete::<E>)
+                    .wrap(invalidate(E::SPEC.delete_invalidates)),
+            )
             .default_service(web::to(method_not_allowed)),
     );
+}
+
+/// Default TTLs of the contract's route table.
+pub const LIST_TTL_SECS: u64 = 180;
+pub const COUNT_TTL_SECS: u64 = 600;
+
+fn json_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
+}
+
+/// A 200 JSON answer from serialized bytes.
+pub fn json_response(body: Bytes) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type(ContentType::json())
+        .body(body)
 }
 
 /// A path id that is not a UUID names no record.
@@ -59,22 +92,43 @@ pub(super) struct CountBody {
     pub count: i64,
 }
 
+/// The JSON of one list page, as `GET /api/v2/E?{raw_query}` answers it.
+pub async fn list_body<E: Entity>(
+    state: &AppState,
+    tenant: TenantId,
+    raw_query: &str,
+) -> Result<Bytes, ApiError> {
+    let query = ListQuery::parse(E::SPEC, raw_query, &state.cursors, tenant)?;
+    let mut conn = state.pool.get().await?;
+    let rows = E::list(&mut conn, tenant, &query).await?;
+    let page = page(rows, query.limit);
+    json_bytes(&ListBody {
+        data: page.data,
+        next_cursor: page
+            .next
+            .map(|cursor| state.cursors.encode(tenant, E::SPEC.module, cursor)),
+    })
+}
+
+/// The JSON of `GET /api/v2/E/count?{raw_query}`.
+pub async fn count_body<E: Entity>(
+    state: &AppState,
+    tenant: TenantId,
+    raw_query: &str,
+) -> Result<Bytes, ApiError> {
+    let filters = parse_count(E::SPEC, raw_query)?;
+    let mut conn = state.pool.get().await?;
+    let count = E::count(&mut conn, tenant, &filters).await?;
+    json_bytes(&CountBody { count })
+}
+
 async fn list<E: Entity>(
     principal: Principal,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let tenant = principal.tenant;
-    let query = ListQuery::parse(E::SPEC, req.query_string(), &state.cursors, tenant)?;
-    let mut conn = state.pool.get().await?;
-    let rows = E::list(&mut conn, tenant, &query).await?;
-    let page = page(rows, query.limit);
-    Ok(HttpResponse::Ok().json(ListBody {
-        data: page.data,
-        next_cursor: page
-            .next
-            .map(|cursor| state.cursors.encode(tenant, E::SPEC.module, cursor)),
-    }))
+    let body = list_body::<E>(&state, principal.tenant, req.query_string()).await?;
+    Ok(json_response(body))
 }
 
 async fn count<E: Entity>(
@@ -82,10 +136,8 @@ async fn count<E: Entity>(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let filters = parse_count(E::SPEC, req.query_string())?;
-    let mut conn = state.pool.get().await?;
-    let count = E::count(&mut conn, principal.tenant, &filters).await?;
-    Ok(HttpResponse::Ok().json(CountBody { count }))
+    let body = count_body::<E>(&state, principal.tenant, req.query_string()).await?;
+    Ok(json_response(body))
 }
 
 async fn get<E: Entity>(

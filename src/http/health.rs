@@ -40,25 +40,9 @@ async fn database_up(state: &AppState) -> bool {
     )
 }
 
-async fn redis_state(state: &AppState) -> &'static str {
-    let Some(client) = &state.redis else {
-        return "disabled";
-    };
-    let probe = async {
-        let mut conn = client.get_multiplexed_async_connection().await.ok()?;
-        redis::cmd("PING")
-            .query_async::<String>(&mut conn)
-            .await
-            .ok()
-    };
-    match tokio::time::timeout(PROBE_TIMEOUT, probe).await {
-        Ok(Some(_)) => "up",
-        _ => "down",
-    }
-}
-
 async fn ready(state: web::Data<AppState>) -> HttpResponse {
-    let (database, redis) = futures_util::join!(database_up(&state), redis_state(&state));
+    let database = database_up(&state).await;
+    let redis = state.cache.redis_state();
     if !database {
         return HttpResponse::ServiceUnavailable().json(json!({
             "status": "unavailable", "database": "down", "redis": redis

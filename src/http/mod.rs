@@ -1,9 +1,11 @@
 //! The HTTP API: one module per route group; handlers stay thin and call the data layer.
 
 pub mod body;
+pub mod cache_admin;
 pub mod dashboard;
 pub mod entities;
 pub mod health;
+pub mod metrics;
 pub mod openapi;
 pub mod opportunities;
 
@@ -19,6 +21,8 @@ use crate::errors::ApiError;
 /// Every route of the contract.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.configure(health::routes)
+        .configure(metrics::routes)
+        .configure(cache_admin::routes)
         .configure(openapi::routes)
         .configure(dashboard::routes)
         .configure(opportunities::routes)

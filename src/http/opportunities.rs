@@ -1,12 +1,15 @@
 //! `GET /api/v2/opportunities/stats`: count and amount per stage.
 
+use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bigdecimal::{BigDecimal, ToPrimitive, Zero};
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::entities::json_response;
 use super::method_not_allowed;
-use crate::auth::Principal;
+use crate::auth::{Principal, TenantId};
+use crate::cache::middleware::cache_list;
 use crate::db::opportunities::{self, StageRow};
 use crate::domain::entities::STAGES;
 use crate::domain::query::parse_params;
@@ -17,7 +20,11 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v2/opportunities/stats")
-            .route(web::get().to(stats))
+            .route(
+                web::get()
+                    .to(stats)
+                    .wrap(cache_list("opportunities", "stats", STATS_TTL_SECS)),
+            )
             .default_service(web::to(method_not_allowed)),
     );
 }
@@ -71,12 +78,25 @@ pub fn summarize(rows: Vec<StageRow>) -> StatsBody {
     }
 }
 
+/// Default TTL of the stats route.
+pub const STATS_TTL_SECS: u64 = 300;
+
 async fn stats(
     principal: Principal,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let params = parse_params(req.query_string(), &["account_id"])?;
+    let body = stats_body(&state, principal.tenant, req.query_string()).await?;
+    Ok(json_response(body))
+}
+
+/// The JSON of `GET /api/v2/opportunities/stats?{raw_query}`.
+pub async fn stats_body(
+    state: &AppState,
+    tenant: TenantId,
+    raw_query: &str,
+) -> Result<Bytes, ApiError> {
+    let params = parse_params(raw_query, &["account_id"])?;
     let account = params
         .get("account_id")
         .map(|raw| {
@@ -85,6 +105,8 @@ async fn stats(
         })
         .transpose()?;
     let mut conn = state.pool.get().await?;
-    let rows = opportunities::stats(&mut conn, principal.tenant, account).await?;
-    Ok(HttpResponse::Ok().json(summarize(rows)))
+    let rows = opportunities::stats(&mut conn, tenant, account).await?;
+    serde_json::to_vec(&summarize(rows))
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
 }

@@ -45,6 +45,7 @@ async fn ready_reports_redis_up_and_down() {
     let redis_url =
         std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned());
     let app = spawn_app_with(|config| config.redis_url = redis_url).await;
+    app.wait_for_redis("up").await;
     let response = app
         .client
         .get(format!("{}/health/ready", app.address))

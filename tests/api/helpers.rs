@@ -1,6 +1,7 @@
 //! `spawn_app()`: a fresh database (random name, dropped afterwards), the service on port 0, and
 //! typed request helpers.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use aishacrm::auth::{JwtKeys, Role};
@@ -53,7 +54,7 @@ pub struct TestApp {
     pub client: reqwest::Client,
     pub keys: JwtKeys,
     pub secret: String,
-    pub database: TestDatabase,
+    pub database: Arc<TestDatabase>,
 }
 
 /// The configuration every test app starts from.
@@ -81,7 +82,8 @@ pub async fn spawn_app_with(customize: impl FnOnce(&mut Config)) -> TestApp {
 }
 
 /// Starts the service with `config` as given, keeping `database` alive as long as the app.
-pub async fn start(config: Config, database: TestDatabase) -> TestApp {
+pub async fn start(config: Config, database: impl Into<Arc<TestDatabase>>) -> TestApp {
+    let database = database.into();
     let app = Application::build(config.clone())
         .await
         .expect("building the application");
@@ -173,6 +175,60 @@ impl TestApp {
         json
     }
 
+    /// Waits (up to 10 s) until `/health/ready` reports Redis as `state`.
+    pub async fn wait_for_redis(&self, state: &str) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let response = self
+                .client
+                .get(format!("{}/health/ready", self.address))
+                .send()
+                .await;
+            if let Ok(response) = response {
+                if let Ok(body) = response.json::<Value>().await {
+                    if body["redis"] == state {
+                        return;
+                    }
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis never became {state} on {}",
+                self.address
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// GETs `path` with extra headers.
+    pub async fn get_with(&self, path: &str, token: &str, headers: &[(&str, &str)]) -> Response {
+        let mut request = self
+            .client
+            .get(format!("{}{path}", self.address))
+            .bearer_auth(token);
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        request.send().await.expect("sending the request")
+    }
+
+    /// GETs `path` and returns `X-Cache`, `X-Cache-Tier` and the JSON body.
+    pub async fn get_cached(&self, path: &str, token: &str) -> (String, String, Value) {
+        let response = self.get(path, token).await;
+        assert_eq!(response.status().as_u16(), 200, "GET {path}");
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|value| value.to_str().ok())
+                .unwrap_or("")
+                .to_owned()
+        };
+        let (cache, tier) = (header("x-cache"), header("x-cache-tier"));
+        let body = response.json().await.expect("JSON body");
+        (cache, tier, body)
+    }
+
     /// GETs `path` and returns status and JSON body (`Null` when empty).
     pub async fn get_json(&self, path: &str, token: &str) -> (u16, Value) {
         into_json(self.get(path, token).await).await
@@ -213,6 +269,39 @@ pub fn minimal(module: &str) -> Value {
         "activities" => serde_json::json!({"type": "call", "subject": "Intro"}),
         other => panic!("unknown module {other}"),
     }
+}
+
+/// The shared Redis of the tests (`REDIS_URL`, else the local one).
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// `n` instances of the service on one fresh database and one Redis, with one JWT secret and a
+/// key prefix of their own (so tests never see each other's keys). Returns once every instance
+/// has subscribed to the bus.
+pub async fn spawn_replicas(n: usize, customize: impl Fn(&mut Config)) -> Vec<TestApp> {
+    spawn_replicas_on(n, &redis_url(), customize).await
+}
+
+pub async fn spawn_replicas_on(
+    n: usize,
+    redis: &str,
+    customize: impl Fn(&mut Config),
+) -> Vec<TestApp> {
+    let database = Arc::new(TestDatabase::create().await);
+    let mut base = test_config(&database.url);
+    base.redis_url = redis.to_owned();
+    base.cache_key_prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let mut apps = Vec::new();
+    for _ in 0..n {
+        let mut config = base.clone();
+        customize(&mut config);
+        apps.push(start(config, database.clone()).await);
+    }
+    for app in &apps {
+        app.wait_for_redis("up").await;
+    }
+    apps
 }
 
 pub const MODULES: [&str; 5] = [

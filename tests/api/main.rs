@@ -15,3 +15,6 @@ mod plans;
 mod relations;
 mod tenancy;
 mod validation;
+mod cache;
+mod cache_faults;
+mod cache_race;

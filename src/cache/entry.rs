@@ -1,0 +1,129 @@
+//! A cached answer and its compact binary form in Redis.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use actix_web::web::Bytes;
+
+/// A cached 200 answer: the exact bytes, content type and ETag of the miss that stored it, and
+/// until when it is fresh (`fresh_until`) or may still be served by fail-safe (`stale_until`).
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub body: Bytes,
+    pub content_type: String,
+    pub etag: String,
+    pub fresh_until_ms: u64,
+    pub stale_until_ms: u64,
+}
+
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Strong ETag of a body.
+pub fn etag_of(body: &[u8]) -> String {
+    format!("\"{:x}\"", md5::compute(body))
+}
+
+impl Entry {
+    pub fn new(body: Bytes, content_type: String, ttl: Duration, fail_safe: Duration) -> Self {
+        let now = now_ms();
+        let fresh_until_ms = now + ttl.as_millis() as u64;
+        Entry {
+            etag: etag_of(&body),
+            body,
+            content_type,
+            fresh_until_ms,
+            stale_until_ms: fresh_until_ms + fail_safe.as_millis() as u64,
+        }
+    }
+
+    pub fn is_fresh(&self) -> bool {
+        now_ms() < self.fresh_until_ms
+    }
+
+    pub fn is_servable_stale(&self) -> bool {
+        now_ms() < self.stale_until_ms
+    }
+
+    /// How long the entry is worth keeping at all.
+    pub fn remaining(&self) -> Duration {
+        Duration::from_millis(self.stale_until_ms.saturating_sub(now_ms()))
+    }
+
+    /// Bytes L1 accounts for this entry.
+    pub fn weight(&self) -> u32 {
+        const OVERHEAD: usize = 160;
+        u32::try_from(self.body.len() + self.etag.len() + self.content_type.len() + OVERHEAD)
+            .unwrap_or(u32::MAX)
+    }
+
+    const VERSION: u8 = 1;
+
+    /// `version | fresh_until | stale_until | etag_len etag | ct_len ct | body`
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(
+            1 + 16 + 4 + self.etag.len() + self.content_type.len() + self.body.len(),
+        );
+        out.push(Self::VERSION);
+        out.extend_from_slice(&self.fresh_until_ms.to_be_bytes());
+        out.extend_from_slice(&self.stale_until_ms.to_be_bytes());
+        for text in [&self.etag, &self.content_type] {
+            out.extend_from_slice(&(text.len() as u16).to_be_bytes());
+            out.extend_from_slice(text.as_bytes());
+        }
+        out.extend_from_slice(&self.body);
+        out
+    }
+
+    /// `None` for anything not written by [`Self::encode`] of this version.
+    pub fn decode(bytes: &[u8]) -> Option<Self> {
+        let (&version, rest) = bytes.split_first()?;
+        if version != Self::VERSION || rest.len() < 16 {
+            return None;
+        }
+        let fresh_until_ms = u64::from_be_bytes(rest[..8].try_into().ok()?);
+        let stale_until_ms = u64::from_be_bytes(rest[8..16].try_into().ok()?);
+        let mut rest = &rest[16..];
+        let mut text = || -> Option<String> {
+            let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
+            let value = std::str::from_utf8(rest.get(2..2 + len)?).ok()?.to_owned();
+            rest = &rest[2 + len..];
+            Some(value)
+        };
+        let etag = text()?;
+        let content_type = text()?;
+        Some(Entry {
+            body: Bytes::copy_from_slice(rest),
+            content_type,
+            etag,
+            fresh_until_ms,
+            stale_until_ms,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_and_rejects_garbage() {
+        let entry = Entry::new(
+            Bytes::from_static(b"{\"count\":3}"),
+            "application/json".into(),
+            Duration::from_secs(60),
+            Duration::from_secs(300),
+        );
+        let decoded = Entry::decode(&entry.encode()).unwrap();
+        assert_eq!(decoded.body, entry.body);
+        assert_eq!(decoded.etag, entry.etag);
+        assert_eq!(decoded.content_type, "application/json");
+        assert_eq!(decoded.stale_until_ms, entry.fresh_until_ms + 300_000);
+        assert!(Entry::decode(b"").is_none());
+        assert!(Entry::decode(&[2, 0, 0]).is_none());
+        assert!(Entry::decode(&entry.encode()[..20]).is_none());
+    }
+}

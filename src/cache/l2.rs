@@ -1,0 +1,187 @@
+//! L2 and the generation counters in the shared Redis, through one reconnecting connection.
+//! Every command is bounded by a timeout; the caller treats any failure as "Redis is down".
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::RwLock;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{AsyncCommands, RedisError, RedisResult};
+
+use super::entry::Entry;
+use super::key::{hex, GenVector, Key, MODULES};
+use crate::auth::TenantId;
+
+pub struct Redis {
+    client: redis::Client,
+    connection: RwLock<Option<ConnectionManager>>,
+    up: AtomicBool,
+    prefix: String,
+    timeout: Duration,
+}
+
+fn timed_out() -> RedisError {
+    RedisError::from(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        "redis command timed out",
+    ))
+}
+
+impl Redis {
+    pub fn new(url: &str, prefix: &str, timeout: Duration) -> RedisResult<Self> {
+        Ok(Redis {
+            client: redis::Client::open(url)?,
+            connection: RwLock::new(None),
+            up: AtomicBool::new(false),
+            prefix: prefix.to_owned(),
+            timeout,
+        })
+    }
+
+    pub fn client(&self) -> &redis::Client {
+        &self.client
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.up.load(Ordering::Acquire)
+    }
+
+    /// Sets the up flag; returns whether it changed.
+    pub fn set_up(&self, up: bool) -> bool {
+        self.up.swap(up, Ordering::AcqRel) != up
+    }
+
+    /// The pub/sub channel; the version in the name keeps replicas with another wire format apart.
+    pub fn channel(&self) -> String {
+        format!("{}:inv:v1", self.prefix)
+    }
+
+    /// Cache entries of a tenant share a hash tag, so a cluster keeps them on one slot.
+    fn entry_key(&self, tenant: TenantId, key: &Key) -> String {
+        format!("{}:{{{}}}:c:{}", self.prefix, tenant, hex(key))
+    }
+
+    fn generations_key(&self, tenant: TenantId) -> String {
+        format!("{}:{{{}}}:g", self.prefix, tenant)
+    }
+
+    /// The pattern matching every cache entry (not the generations) of this service.
+    pub fn entries_pattern(&self) -> String {
+        format!("{}:*:c:*", self.prefix)
+    }
+
+    /// Opens (once) the shared connection and checks it answers.
+    pub async fn connect(&self) -> RedisResult<()> {
+        let existing = self.read_connection();
+        let mut connection = match existing {
+            Some(connection) => connection,
+            None => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let connection = tokio::time::timeout(
+                    self.timeout * 2,
+                    self.client.get_connection_manager_with_config(config),
+                )
+                .await
+                .map_err(|_| timed_out())??;
+                if let Ok(mut slot) = self.connection.write() {
+                    *slot = Some(connection.clone());
+                }
+                connection
+            }
+        };
+        self.bounded(redis::cmd("PING").query_async::<String>(&mut connection))
+            .await
+            .map(|_| ())
+    }
+
+    fn read_connection(&self) -> Option<ConnectionManager> {
+        self.connection.read().ok().and_then(|slot| slot.clone())
+    }
+
+    /// The connection, only while Redis is considered up.
+    fn connection(&self) -> RedisResult<ConnectionManager> {
+        if !self.is_up() {
+            return Err(RedisError::from(std::io::Error::new(
+                std::io::ErrorKind::NotConnected,
+                "redis is down",
+            )));
+        }
+        self.read_connection()
+            .ok_or_else(|| RedisError::from(std::io::Error::other("redis not connected")))
+    }
+
+    async fn bounded<T>(
+        &self,
+        command: impl std::future::Future<Output = RedisResult<T>>,
+    ) -> RedisResult<T> {
+        tokio::time::timeout(self.timeout, command)
+            .await
+            .map_err(|_| timed_out())?
+    }
+
+    pub async fn get(&self, tenant: TenantId, key: &Key) -> RedisResult<Option<Entry>> {
+        let mut connection = self.connection()?;
+        let bytes: Option<Vec<u8>> = self
+            .bounded(connection.get(self.entry_key(tenant, key)))
+            .await?;
+        Ok(bytes.as_deref().and_then(Entry::decode))
+    }
+
+    pub async fn set(&self, tenant: TenantId, key: &Key, entry: &Entry) -> RedisResult<()> {
+        let millis = entry.remaining().as_millis() as u64;
+        if millis == 0 {
+            return Ok(());
+        }
+        let mut connection = self.connection()?;
+        self.bounded(connection.pset_ex::<_, _, ()>(
+            self.entry_key(tenant, key),
+            entry.encode(),
+            millis,
+        ))
+        .await
+    }
+
+    /// Every generation of a tenant (0 for modules never written).
+    pub async fn generations(&self, tenant: TenantId) -> RedisResult<GenVector> {
+        let mut connection = self.connection()?;
+        let fields: Vec<Option<u64>> = self
+            .bounded(
+                redis::cmd("HMGET")
+                    .arg(self.generations_key(tenant))
+                    .arg(&MODULES[..])
+                    .query_async(&mut connection),
+            )
+            .await?;
+        let mut generations = [0; MODULES.len()];
+        for (slot, value) in generations.iter_mut().zip(fields) {
+            *slot = value.unwrap_or(0);
+        }
+        Ok(generations)
+    }
+
+    /// Increments the generations of `indexes` in one round trip; returns the new values.
+    pub async fn increment(
+        &self,
+        tenant: TenantId,
+        indexes: &[usize],
+    ) -> RedisResult<Vec<(usize, u64)>> {
+        let mut connection = self.connection()?;
+        let key = self.generations_key(tenant);
+        let mut pipe = redis::pipe();
+        for &index in indexes {
+            pipe.hincr(&key, MODULES[index], 1);
+        }
+        let values: Vec<u64> = self.bounded(pipe.query_async(&mut connection)).await?;
+        Ok(indexes.iter().copied().zip(values).collect())
+    }
+
+    pub async fn publish(&self, message: &str) -> RedisResult<()> {
+        let mut connection = self.connection()?;
+        self.bounded(connection.publish::<_, _, ()>(self.channel(), message))
+            .await
+    }
+}

@@ -1,0 +1,400 @@
+//! The two-tier response cache: L1 (moka, in process) in front of L2 (Redis, shared), keyed by
+//! MD5 over tenant, module, operation, canonical parameters and the generations of every module
+//! the answer depends on. A write bumps generations (one `HINCRBY` per module, one `PUBLISH`),
+//! so invalidation is O(1) whatever the number of cached keys, and an answer computed before a
+//! write can only ever be stored under a key no later reader asks for (no stale-set race).
+
+pub mod bus;
+pub mod entry;
+pub mod flight;
+pub mod flush;
+pub mod key;
+pub mod l1;
+pub mod l2;
+pub mod middleware;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use actix_web::web::Bytes;
+use rand::Rng;
+use uuid::Uuid;
+
+use crate::auth::TenantId;
+use crate::config::Config;
+use crate::metrics::{Metrics, Tier};
+use entry::Entry;
+use flight::Flights;
+use key::{cache_key, dependencies, module_index, Generations, Key, MODULES};
+use l1::L1;
+use l2::Redis;
+
+/// A cached answer found for a request.
+pub enum Found {
+    Fresh(Tier, Arc<Entry>),
+    /// Past its TTL but within fail-safe: served only if the database cannot answer.
+    Stale(Arc<Entry>),
+    Absent,
+}
+
+/// Everything needed to find or store one answer.
+pub struct Lookup {
+    pub tenant: TenantId,
+    pub module: &'static str,
+    pub operation: &'static str,
+    pub key: Key,
+    pub ttl: Duration,
+}
+
+/// Answers larger than this are served but not cached.
+const MAX_ENTRY_BYTES: usize = 1024 * 1024;
+
+pub struct Cache {
+    pub enabled: bool,
+    pub l1: L1,
+    /// `None` in single-instance mode.
+    pub redis: Option<Redis>,
+    generations: Generations,
+    pub flights: Flights,
+    /// Modules written while Redis was unreachable; bumped in Redis on reconnect.
+    dirty: Mutex<HashMap<Uuid, HashSet<usize>>>,
+    pub metrics: Arc<Metrics>,
+    /// Skips our own bus messages.
+    pub instance: Uuid,
+    ttl_overrides: HashMap<String, u64>,
+    fail_safe: Duration,
+    degraded_ttl: Duration,
+    max_entry_bytes: usize,
+}
+
+impl Cache {
+    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, redis::RedisError> {
+        let redis = match config.redis_url() {
+            Some(url) => Some(Redis::new(
+                url,
+                &config.cache_key_prefix,
+                Duration::from_millis(config.redis_timeout_ms),
+            )?),
+            None => None,
+        };
+        let max_bytes = config.cache_l1_max_mb.saturating_mul(1024 * 1024);
+        Ok(Cache {
+            enabled: config.cache_enabled,
+            l1: L1::new(max_bytes),
+            redis,
+            generations: Generations::default(),
+            flights: Flights::default(),
+            dirty: Mutex::new(HashMap::new()),
+            metrics,
+            instance: Uuid::new_v4(),
+            ttl_overrides: config.cache_ttl_overrides.clone(),
+            fail_safe: Duration::from_secs(config.cache_fail_safe_secs),
+            degraded_ttl: Duration::from_secs(config.cache_degraded_l1_ttl_secs),
+            max_entry_bytes: MAX_ENTRY_BYTES.min((max_bytes / 8) as usize),
+        })
+    }
+
+    /// The TTL of `module`/`operation`: `CACHE_TTL_<MODULE>_<OPERATION>` or the route's default.
+    pub fn ttl(&self, module: &str, operation: &str, default_secs: u64) -> Duration {
+        let name = format!("{}_{}", module.to_uppercase(), operation.to_uppercase());
+        Duration::from_secs(*self.ttl_overrides.get(&name).unwrap_or(&default_secs))
+    }
+
+    pub fn fail_safe_enabled(&self) -> bool {
+        !self.fail_safe.is_zero()
+    }
+
+    /// `up`, `down` or `disabled`.
+    pub fn redis_state(&self) -> &'static str {
+        match &self.redis {
+            None => "disabled",
+            Some(redis) if redis.is_up() => "up",
+            Some(_) => "down",
+        }
+    }
+
+    fn degraded(&self) -> bool {
+        self.redis.as_ref().is_some_and(|redis| !redis.is_up())
+    }
+
+    /// A Redis command failed: run degraded until the bus reconnects.
+    fn redis_failed(&self, error: &redis::RedisError) {
+        if let Some(redis) = &self.redis {
+            if redis.set_up(false) {
+                log::warn!("[Cache] Redis unreachable ({error}); serving from L1 and PostgreSQL");
+                // Invalidations from other instances cannot reach us now: keep L1 short-lived.
+                self.l1.clear();
+            }
+        }
+    }
+
+    async fn generations_of(&self, tenant: TenantId) -> key::GenVector {
+        let (known, epoch) = self.generations.get(tenant);
+        if let Some(known) = known {
+            return known;
+        }
+        let fetched = match &self.redis {
+            Some(redis) if redis.is_up() => match redis.generations(tenant).await {
+                Ok(fetched) => fetched,
+                Err(error) => {
+                    self.redis_failed(&error);
+                    [0; MODULES.len()]
+                }
+            },
+            _ => [0; MODULES.len()],
+        };
+        self.generations.store_fetched(tenant, fetched, epoch)
+    }
+
+    /// The key of an answer as of now: its generations are read before the query runs.
+    pub async fn lookup(
+        &self,
+        tenant: TenantId,
+        module: &'static str,
+        operation: &'static str,
+        params: &[(String, String)],
+        ttl: Duration,
+    ) -> Lookup {
+        let all = self.generations_of(tenant).await;
+        let generations: Vec<u64> = dependencies(module)
+            .iter()
+            .filter_map(|dependency| module_index(dependency).map(|index| all[index]))
+            .collect();
+        Lookup {
+            tenant,
+            module,
+            operation,
+            key: cache_key(tenant, module, operation, params, &generations),
+            ttl,
+        }
+    }
+
+    /// How long L1 may keep an entry: its whole life, or the degraded bound while Redis is down.
+    fn l1_lifetime(&self, entry: &Entry) -> Duration {
+        let remaining = entry.remaining();
+        if self.degraded() {
+            remaining.min(self.degraded_ttl)
+        } else {
+            remaining
+        }
+    }
+
+    /// Looks in L1, then L2 (promoting an L2 hit into L1).
+    pub async fn find(&self, lookup: &Lookup) -> Found {
+        let mut stale = None;
+        if let Some(entry) = self.l1.get(&lookup.key).await {
+            if entry.is_fresh() {
+                return Found::Fresh(Tier::L1, entry);
+            }
+            if entry.is_servable_stale() {
+                stale = Some(entry);
+            }
+        }
+        if let Some(redis) = self.redis.as_ref().filter(|redis| redis.is_up()) {
+            match redis.get(lookup.tenant, &lookup.key).await {
+                Ok(Some(entry)) if entry.is_fresh() => {
+                    let entry = Arc::new(entry);
+                    self.l1
+                        .insert(lookup.key, entry.clone(), self.l1_lifetime(&entry))
+                        .await;
+                    return Found::Fresh(Tier::L2, entry);
+                }
+                Ok(Some(entry)) if stale.is_none() && entry.is_servable_stale() => {
+                    stale = Some(Arc::new(entry));
+                }
+                Ok(_) => {}
+                Err(error) => self.redis_failed(&error),
+            }
+        }
+        match stale {
+            Some(entry) => Found::Stale(entry),
+            None => Found::Absent,
+        }
+    }
+
+    /// Stores a fresh 200 body in both tiers; `None` when it is too large to cache.
+    pub async fn store(
+        &self,
+        lookup: &Lookup,
+        body: Bytes,
+        content_type: String,
+    ) -> Option<Arc<Entry>> {
+        if body.len() > self.max_entry_bytes {
+            return None;
+        }
+        // Up to 10 % less, so that entries filled together do not all expire together.
+        let jitter = rand::thread_rng().gen_range(0.9..=1.0);
+        let entry = Arc::new(Entry::new(
+            body,
+            content_type,
+            lookup.ttl.mul_f64(jitter),
+            self.fail_safe,
+        ));
+        self.l1
+            .insert(lookup.key, entry.clone(), self.l1_lifetime(&entry))
+            .await;
+        if let Some(redis) = self.redis.as_ref().filter(|redis| redis.is_up()) {
+            if let Err(error) = redis.set(lookup.tenant, &lookup.key, &entry).await {
+                self.redis_failed(&error);
+            }
+        }
+        Some(entry)
+    }
+
+    /// Evicts the tenant's answers of `modules` (and of everything depending on them) on every
+    /// instance: bumps their generations in Redis and tells the other instances. Called after the
+    /// write committed and before its answer is sent.
+    pub async fn invalidate(&self, tenant: TenantId, modules: &[&str]) {
+        let indexes: Vec<usize> = modules.iter().filter_map(|m| module_index(m)).collect();
+        match self.redis.as_ref() {
+            Some(redis) if redis.is_up() => match redis.increment(tenant, &indexes).await {
+                Ok(values) => {
+                    self.generations.merge(tenant, &values);
+                    self.publish(tenant, &values).await;
+                }
+                Err(error) => {
+                    self.redis_failed(&error);
+                    self.bump_locally(tenant, &indexes, true);
+                }
+            },
+            Some(_) => self.bump_locally(tenant, &indexes, true),
+            None => self.bump_locally(tenant, &indexes, false),
+        }
+        for &index in &indexes {
+            self.metrics.invalidation(MODULES[index], false);
+            log::info!(
+                "[Cache] Invalidated: {} for tenant {tenant}",
+                MODULES[index]
+            );
+        }
+    }
+
+    fn bump_locally(&self, tenant: TenantId, indexes: &[usize], remember: bool) {
+        self.generations.bump(tenant, indexes);
+        if remember {
+            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            dirty.entry(tenant.0).or_default().extend(indexes);
+        }
+    }
+
+    async fn publish(&self, tenant: TenantId, values: &[(usize, u64)]) {
+        let Some(redis) = &self.redis else { return };
+        let message = bus::Message {
+            v: bus::VERSION,
+            from: self.instance,
+            tenant: Some(tenant.0),
+            gens: values
+                .iter()
+                .map(|&(index, value)| (MODULES[index].to_owned(), value))
+                .collect(),
+            flush: false,
+        };
+        let Ok(text) = serde_json::to_string(&message) else {
+            return;
+        };
+        if let Err(error) = redis.publish(&text).await {
+            self.redis_failed(&error);
+        }
+    }
+
+    /// Applies a bus message from another instance.
+    pub fn apply_message(&self, payload: &[u8]) {
+        let Ok(message) = serde_json::from_slice::<bus::Message>(payload) else {
+            log::warn!("[Cache] ignoring a malformed bus message");
+            return;
+        };
+        if message.v != bus::VERSION || message.from == self.instance {
+            return;
+        }
+        if message.flush {
+            self.l1.clear();
+            log::info!("[Cache] Flushed L1 (remote)");
+            return;
+        }
+        let Some(tenant) = message.tenant.map(TenantId) else {
+            return;
+        };
+        let updates: Vec<(usize, u64)> = message
+            .gens
+            .iter()
+            .filter_map(|(module, value)| module_index(module).map(|index| (index, *value)))
+            .collect();
+        self.generations.merge(tenant, &updates);
+        for &(index, _) in &updates {
+            self.metrics.invalidation(MODULES[index], true);
+            log::info!(
+                "[Cache] Invalidated: {} for tenant {tenant} (remote)",
+                MODULES[index]
+            );
+        }
+    }
+
+    /// The bus (re)subscribed: replay writes made while Redis was unreachable, forget what may
+    /// have been missed (generations, all of L1), then leave degraded mode.
+    pub async fn bus_connected(&self) {
+        let Some(redis) = &self.redis else { return };
+        // Commands run only while "up"; replay needs them, so go up for it first.
+        redis.set_up(true);
+        let dirty: Vec<(Uuid, HashSet<usize>)> = {
+            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
+            dirty.drain().collect()
+        };
+        for (tenant, indexes) in dirty {
+            let indexes: Vec<usize> = indexes.into_iter().collect();
+            match redis.increment(TenantId(tenant), &indexes).await {
+                Ok(values) => self.publish(TenantId(tenant), &values).await,
+                Err(error) => {
+                    self.redis_failed(&error);
+                    self.bump_locally(TenantId(tenant), &indexes, true);
+                    return;
+                }
+            }
+        }
+        self.generations.clear();
+        self.l1.clear();
+        self.metrics.bus_connected.set(1);
+        log::info!("[Cache] Redis connected: L2 and bus active, L1 dropped once");
+    }
+
+    pub fn bus_lost(&self) {
+        self.metrics.bus_connected.set(0);
+        if let Some(redis) = &self.redis {
+            if redis.set_up(false) {
+                log::warn!("[Cache] Redis bus lost; serving from L1 and PostgreSQL");
+                self.l1.clear();
+            }
+        }
+    }
+
+    /// Refreshes the L1 gauges (before /metrics renders).
+    pub async fn update_gauges(&self) {
+        self.l1.settle().await;
+        self.metrics.l1_entries.set(self.l1.entries() as i64);
+        self.metrics.l1_bytes.set(self.l1.bytes() as i64);
+    }
+
+    /// The `[Cache] Stats:` line.
+    pub fn log_stats(&self) {
+        let (l1, l2, misses, rate) = self.metrics.hit_counts();
+        log::info!(
+            "[Cache] Stats: hits={} (l1={l1}, l2={l2}) misses={misses} hit_rate={:.1}% l1_entries={} l1_bytes={} redis={}",
+            l1 + l2,
+            rate * 100.0,
+            self.l1.entries(),
+            self.l1.bytes(),
+            self.redis_state()
+        );
+    }
+}
+
+/// Logs the `[Cache] Stats:` line every `period` until the process ends.
+pub async fn log_stats_every(cache: Arc<Cache>, period: Duration) {
+    let mut tick = tokio::time::interval(period);
+    tick.tick().await;
+    loop {
+        tick.tick().await;
+        cache.update_gauges().await;
+        cache.log_stats();
+    }
+}
