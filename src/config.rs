@@ -88,6 +88,15 @@ pub struct Config {
     )]
     pub cache_key_prefix: String,
 
+    /// Period of the `[Cache] Stats:` log line.
+    #[arg(
+        long,
+        env = "CACHE_STATS_LOG_SECS",
+        global = true,
+        default_value_t = 60
+    )]
+    pub cache_stats_log_secs: u64,
+
     /// Bound on every Redis command; past it Redis counts as down.
     #[arg(long, env = "REDIS_TIMEOUT_MS", global = true, default_value_t = 250)]
     pub redis_timeout_ms: u64,

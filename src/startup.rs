@@ -23,9 +23,6 @@ use crate::state::AppState;
 /// this id fills it with demo data.
 pub const DEMO_TENANT: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_0000_0001);
 
-/// How often the `[Cache] Stats:` line is logged.
-const STATS_PERIOD: Duration = Duration::from_secs(60);
-
 /// How long the logged dev token is valid.
 const DEV_TOKEN_TTL_SECS: u64 = 24 * 3600;
 
@@ -59,7 +56,10 @@ impl Application {
         let cache = Arc::new(Cache::new(&config, metrics.clone())?);
         // Background tasks live as long as the runtime that runs the server.
         tokio::spawn(bus::run(cache.clone()));
-        tokio::spawn(log_stats_every(cache.clone(), STATS_PERIOD));
+        tokio::spawn(log_stats_every(
+            cache.clone(),
+            Duration::from_secs(config.cache_stats_log_secs.max(1)),
+        ));
         let state = web::Data::new(AppState {
             pool: db::build_pool(&config)?,
             cursors: CursorCodec::new(&secret),

@@ -3,18 +3,19 @@
 mod helpers;
 
 mod auth;
+mod cache;
+mod cache_faults;
+mod cache_race;
 mod cli;
 mod crud;
 mod dashboard;
 mod errors;
 mod filters;
 mod health;
+mod logs;
 mod openapi;
 mod paging;
 mod plans;
 mod relations;
 mod tenancy;
 mod validation;
-mod cache;
-mod cache_faults;
-mod cache_race;

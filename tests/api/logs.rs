@@ -1,0 +1,147 @@
+//! The contract's log lines, read from the real binary's stderr.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use uuid::Uuid;
+
+use crate::helpers::{minimal, redis_url, TestDatabase};
+
+/// A running `aishacrm serve`, killed by PID when dropped.
+struct Server {
+    child: Child,
+    address: String,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn start(database_url: &str, prefix: &str, secret: &str) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_aishacrm"))
+            .arg("serve")
+            .env("DATABASE_URL", database_url)
+            .env("REDIS_URL", redis_url())
+            .env("CACHE_KEY_PREFIX", prefix)
+            .env("JWT_SECRET", secret)
+            .env("BIND", "127.0.0.1:0")
+            .env("WORKERS", "1")
+            .env("CACHE_STATS_LOG_SECS", "1")
+            .env("RUST_LOG", "info")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("starting aishacrm");
+        let stderr = child.stderr.take().expect("stderr");
+        let (sender, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if sender.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut server = Server {
+            child,
+            address: String::new(),
+            lines,
+            seen: Vec::new(),
+        };
+        let listening = server.wait_for("listening on http://");
+        server.address = listening
+            .split("listening on ")
+            .nth(1)
+            .expect("address")
+            .trim()
+            .to_owned();
+        server.wait_for("[Cache] Redis connected");
+        server
+    }
+
+    /// Waits (up to 10 s) for a line containing `text`; returns it.
+    fn wait_for(&mut self, text: &str) -> String {
+        if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
+            return line.clone();
+        }
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
+            match self.lines.recv_timeout(left) {
+                Ok(line) => {
+                    self.seen.push(line.clone());
+                    if line.contains(text) {
+                        return line;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        panic!("no log line with {text:?}; saw:\n{}", self.seen.join("\n"));
+    }
+}
+
+#[tokio::test]
+async fn hits_misses_invalidations_and_stats_are_logged_as_the_contract_says() {
+    let database = TestDatabase::create().await;
+    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let secret = format!("secret-{}", Uuid::new_v4());
+    let mut one = Server::start(&database.url, &prefix, &secret);
+    let mut two = Server::start(&database.url, &prefix, &secret);
+    let tenant = Uuid::new_v4();
+    let token = aishacrm::auth::JwtKeys::new(secret.as_bytes())
+        .mint(tenant, aishacrm::auth::Role::Admin, "test", 600)
+        .unwrap();
+    let client = reqwest::Client::new();
+    let get = |server: &Server, path: &str| {
+        client
+            .get(format!("{}{path}", server.address))
+            .bearer_auth(&token)
+            .send()
+    };
+    get(&one, "/api/v2/opportunities").await.unwrap();
+    get(&one, "/api/v2/opportunities").await.unwrap();
+    get(&two, "/api/v2/opportunities").await.unwrap();
+    let created = client
+        .post(format!("{}/api/v2/opportunities", one.address))
+        .bearer_auth(&token)
+        .json(&minimal("opportunities"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status().as_u16(), 201);
+
+    one.wait_for(&format!(
+        "[Cache] Miss: opportunities list for tenant {tenant}"
+    ));
+    one.wait_for(&format!(
+        "[Cache] Hit: opportunities list for tenant {tenant} (L1)"
+    ));
+    two.wait_for(&format!(
+        "[Cache] Hit: opportunities list for tenant {tenant} (L2)"
+    ));
+    let local = one.wait_for(&format!(
+        "[Cache] Invalidated: opportunities for tenant {tenant}"
+    ));
+    assert!(!local.contains("(remote)"));
+    two.wait_for(&format!(
+        "[Cache] Invalidated: opportunities for tenant {tenant} (remote)"
+    ));
+    let stats = one.wait_for("[Cache] Stats:");
+    for part in ["hits=", "misses=", "hit_rate="] {
+        assert!(stats.contains(part), "{stats}");
+    }
+    // `grep "Cache.*Hit"` finds exactly the hit lines.
+    let hits = one
+        .seen
+        .iter()
+        .filter(|line| line.contains("[Cache] Hit:"))
+        .count();
+    assert_eq!(hits, 1);
+}
