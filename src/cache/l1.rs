@@ -61,7 +61,8 @@ impl L1 {
     }
 
     pub async fn insert(&self, key: Key, entry: Arc<Entry>, lifetime: Duration) {
-        if lifetime.is_zero() {
+        // `CACHE_L1_MAX_MB=0` turns L1 off.
+        if lifetime.is_zero() || self.max_bytes == 0 {
             return;
         }
         self.cache.insert(key, Slot { entry, lifetime }).await;

@@ -91,7 +91,12 @@ impl Cache {
             ttl_overrides: config.cache_ttl_overrides.clone(),
             fail_safe: Duration::from_secs(config.cache_fail_safe_secs),
             degraded_ttl: Duration::from_secs(config.cache_degraded_l1_ttl_secs),
-            max_entry_bytes: MAX_ENTRY_BYTES.min((max_bytes / 8) as usize),
+            // One answer may take at most an eighth of L1; with L1 off (0 MB) only L2 bounds it.
+            max_entry_bytes: if max_bytes == 0 {
+                MAX_ENTRY_BYTES
+            } else {
+                MAX_ENTRY_BYTES.min((max_bytes / 8) as usize)
+            },
         })
     }
 
