@@ -157,6 +157,16 @@ fn filter_parameters(spec: &EntitySpec) -> Vec<Value> {
     parameters
 }
 
+/// What every cached route adds to its 200 answer, and its 304.
+fn cached(responses: &mut Value) {
+    responses["200"]["headers"] = json!({
+        "X-Cache": {"description": "HIT, MISS, BYPASS or STALE", "schema": {"type": "string", "enum": ["HIT", "MISS", "BYPASS", "STALE"]}},
+        "X-Cache-Tier": {"description": "L1 or L2, on hits", "schema": {"type": "string", "enum": ["L1", "L2"]}},
+        "ETag": {"description": "strong ETag of the body", "schema": {"type": "string"}}
+    });
+    responses["304"] = json!({"description": "If-None-Match matched the current ETag"});
+}
+
 fn common_errors(responses: &mut Value) {
     responses["400"] = error_response("invalid input");
     responses["401"] = error_response("missing or invalid bearer token");
@@ -188,6 +198,7 @@ fn entity_paths(spec: &EntitySpec, paths: &mut Map<String, Value>) {
         }}),
     )});
     common_errors(&mut list_responses);
+    cached(&mut list_responses);
     let mut create_responses = json!({
         "201": json_response("created", schema_ref(schema)),
         "413": error_response("body too large"),
@@ -213,6 +224,7 @@ fn entity_paths(spec: &EntitySpec, paths: &mut Map<String, Value>) {
         json!({"type": "object", "required": ["count"], "properties": {"count": {"type": "integer", "minimum": 0}}}),
     )});
     common_errors(&mut count_responses);
+    cached(&mut count_responses);
     paths.insert(
         format!("/api/v2/{module}/count"),
         json!({"get": {"operationId": format!("count_{module}"), "tags": [module], "parameters": filter_parameters(spec), "responses": count_responses}}),
@@ -282,6 +294,7 @@ pub fn document() -> Value {
         }
     }))});
     common_errors(&mut stats_responses);
+    cached(&mut stats_responses);
     paths.insert(
         "/api/v2/opportunities/stats".into(),
         json!({"get": {"operationId": "opportunity_stats", "tags": ["opportunities"],
@@ -316,11 +329,59 @@ pub fn document() -> Value {
         }
     }))});
     common_errors(&mut bundle_responses);
+    cached(&mut bundle_responses);
     paths.insert(
         "/api/v2/dashboard/bundle".into(),
         json!({"get": {"operationId": "dashboard_bundle", "tags": ["dashboard"], "responses": bundle_responses}}),
     );
 
+    let mut warm_responses = json!({"202": json_response("warming started", json!({
+        "type": "object", "required": ["warming"],
+        "properties": {"warming": {"type": "array", "items": {"type": "string"}}}
+    }))});
+    common_errors(&mut warm_responses);
+    paths.insert(
+        "/api/v2/cache/warm".into(),
+        json!({"post": {"operationId": "cache_warm", "tags": ["cache"], "responses": warm_responses}}),
+    );
+    let mut invalidate_responses = json!({
+        "200": json_response("the modules whose cached answers were dropped", json!({
+            "type": "object", "required": ["invalidated"],
+            "properties": {"invalidated": {"type": "array", "items": {"type": "string"}}}
+        })),
+        "403": error_response("admin only"),
+        "413": error_response("body too large"),
+        "415": error_response("body is not application/json"),
+    });
+    common_errors(&mut invalidate_responses);
+    let mut modules: Vec<&str> = ALL.iter().map(|spec| spec.module).collect();
+    modules.extend(["dashboard", "all"]);
+    paths.insert(
+        "/api/v2/cache/invalidate".into(),
+        json!({"post": {"operationId": "cache_invalidate", "tags": ["cache"],
+            "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                "type": "object", "required": ["module"], "additionalProperties": false,
+                "properties": {"module": {"type": "string", "enum": modules}}
+            }}}},
+            "responses": invalidate_responses}}),
+    );
+    let mut cache_stats_responses = json!({
+        "200": json_response("this instance's cache counters", json!({"type": "object", "required": [
+            "enabled", "hits", "misses", "stale", "bypass", "hit_rate", "invalidations", "l1", "redis"
+        ]})),
+        "403": error_response("admin only"),
+    });
+    common_errors(&mut cache_stats_responses);
+    paths.insert(
+        "/api/v2/cache/stats".into(),
+        json!({"get": {"operationId": "cache_stats", "tags": ["cache"], "responses": cache_stats_responses}}),
+    );
+    paths.insert(
+        "/metrics".into(),
+        json!({"get": {"operationId": "metrics", "tags": ["meta"], "security": [], "responses": {
+            "200": {"description": "Prometheus text exposition", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}
+        }}}),
+    );
     paths.insert(
         "/api/v2/openapi.json".into(),
         json!({"get": {"operationId": "openapi", "tags": ["meta"], "security": [],

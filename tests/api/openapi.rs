@@ -23,6 +23,10 @@ async fn openapi_document_lists_every_route_and_needs_no_token() {
         ("/api/v2/openapi.json".into(), &["get"]),
         ("/health/live".into(), &["get"]),
         ("/health/ready".into(), &["get"]),
+        ("/api/v2/cache/warm".into(), &["post"]),
+        ("/api/v2/cache/invalidate".into(), &["post"]),
+        ("/api/v2/cache/stats".into(), &["get"]),
+        ("/metrics".into(), &["get"]),
     ];
     for module in MODULES {
         expected.push((format!("/api/v2/{module}"), &["get", "post"]));
