@@ -565,3 +565,59 @@ async fn metrics_count_cache_results_without_tenant_ids() {
         "no tenant ids in labels"
     );
 }
+
+#[tokio::test]
+async fn cache_flush_removes_only_this_services_entries_and_drops_every_l1() {
+    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let apps = spawn_replicas(2, |config| config.cache_key_prefix = prefix.clone()).await;
+    let token = apps[0].token(Uuid::new_v4());
+    for app in &apps {
+        app.get("/api/v2/accounts/count", &token).await;
+        let (cache, tier, _) = app.get_cached("/api/v2/accounts/count", &token).await;
+        assert_eq!((cache.as_str(), tier.as_str()), ("HIT", "L1"));
+    }
+    // Another deployment's entry in the same Redis must survive.
+    let client = redis::Client::open(crate::helpers::redis_url()).unwrap();
+    let mut redis = client.get_multiplexed_async_connection().await.unwrap();
+    let foreign = format!("aishacrm-other-{}:{{t}}:c:00", Uuid::new_v4().simple());
+    redis::cmd("SET")
+        .arg(&foreign)
+        .arg("x")
+        .arg("EX")
+        .arg(60)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_aishacrm"))
+        .args(["cache", "flush"])
+        .env("REDIS_URL", crate::helpers::redis_url())
+        .env("CACHE_KEY_PREFIX", &prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("removed 1 cache entries"), "{stdout}");
+
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let (cache, _, _) = apps[1].get_cached("/api/v2/accounts/count", &token).await;
+    assert_eq!(cache, "MISS", "L1 dropped and L2 emptied");
+    let (cache, tier, _) = apps[0].get_cached("/api/v2/accounts/count", &token).await;
+    assert_eq!(
+        (cache.as_str(), tier.as_str()),
+        ("HIT", "L2"),
+        "L1 dropped, refilled L2 used"
+    );
+    let left: Option<String> = redis::cmd("GET")
+        .arg(&foreign)
+        .query_async(&mut redis)
+        .await
+        .unwrap();
+    assert_eq!(left.as_deref(), Some("x"));
+    redis::cmd("DEL")
+        .arg(&foreign)
+        .query_async::<()>(&mut redis)
+        .await
+        .unwrap();
+}
