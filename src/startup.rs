@@ -64,6 +64,7 @@ impl Application {
             pool: db::build_pool(&config)?,
             cursors: CursorCodec::new(&secret),
             cache,
+            db_timeout: config.db_statement_timeout() + Duration::from_secs(1),
             metrics,
         });
         let keys = web::Data::new(keys);

@@ -7,10 +7,19 @@ use crate::db::Pool;
 use crate::domain::cursor::CursorCodec;
 use crate::metrics::Metrics;
 
+impl AppState {
+    /// A pooled connection whose work is bounded by `db_timeout`.
+    pub async fn db(&self) -> Result<crate::db::Checkout, crate::errors::ApiError> {
+        crate::db::Checkout::get(&self.pool, self.db_timeout).await
+    }
+}
+
 /// Shared state of one process, cloned (as `web::Data`) into every worker.
 pub struct AppState {
     pub pool: Pool,
     pub cursors: CursorCodec,
     pub cache: Arc<Cache>,
+    /// Longest any request's database work may take (statement timeout plus a margin).
+    pub db_timeout: std::time::Duration,
     pub metrics: Arc<Metrics>,
 }

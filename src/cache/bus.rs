@@ -50,6 +50,12 @@ pub async fn run(cache: Arc<Cache>) {
             Ok(Ok(pubsub)) => {
                 backoff = Duration::from_millis(50);
                 cache.bus_connected().await;
+                if !redis.is_up() {
+                    // The replay failed: start over.
+                    cache.bus_lost();
+                    tokio::time::sleep(backoff).await;
+                    continue;
+                }
                 let mut messages = pubsub.into_on_message();
                 let mut tick = tokio::time::interval(HEALTH_TICK);
                 loop {

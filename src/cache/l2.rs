@@ -169,7 +169,31 @@ impl Redis {
         tenant: TenantId,
         indexes: &[usize],
     ) -> RedisResult<Vec<(usize, u64)>> {
-        let mut connection = self.connection()?;
+        self.increment_on(self.connection()?, tenant, indexes).await
+    }
+
+    /// The connection even while Redis counts as down (the reconnect path replays with it).
+    fn any_connection(&self) -> RedisResult<ConnectionManager> {
+        self.read_connection()
+            .ok_or_else(|| RedisError::from(std::io::Error::other("redis not connected")))
+    }
+
+    /// [`Self::increment`] while reconnecting, before the instance counts Redis as up.
+    pub async fn increment_reconnecting(
+        &self,
+        tenant: TenantId,
+        indexes: &[usize],
+    ) -> RedisResult<Vec<(usize, u64)>> {
+        self.increment_on(self.any_connection()?, tenant, indexes)
+            .await
+    }
+
+    async fn increment_on(
+        &self,
+        mut connection: ConnectionManager,
+        tenant: TenantId,
+        indexes: &[usize],
+    ) -> RedisResult<Vec<(usize, u64)>> {
         let key = self.generations_key(tenant);
         let mut pipe = redis::pipe();
         for &index in indexes {
@@ -180,7 +204,19 @@ impl Redis {
     }
 
     pub async fn publish(&self, message: &str) -> RedisResult<()> {
-        let mut connection = self.connection()?;
+        self.publish_on(self.connection()?, message).await
+    }
+
+    /// [`Self::publish`] while reconnecting.
+    pub async fn publish_reconnecting(&self, message: &str) -> RedisResult<()> {
+        self.publish_on(self.any_connection()?, message).await
+    }
+
+    async fn publish_on(
+        &self,
+        mut connection: ConnectionManager,
+        message: &str,
+    ) -> RedisResult<()> {
         self.bounded(connection.publish::<_, _, ()>(self.channel(), message))
             .await
     }

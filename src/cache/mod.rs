@@ -283,8 +283,7 @@ impl Cache {
         }
     }
 
-    async fn publish(&self, tenant: TenantId, values: &[(usize, u64)]) {
-        let Some(redis) = &self.redis else { return };
+    fn message(&self, tenant: TenantId, values: &[(usize, u64)]) -> Option<String> {
         let message = bus::Message {
             v: bus::VERSION,
             from: self.instance,
@@ -295,7 +294,11 @@ impl Cache {
                 .collect(),
             flush: false,
         };
-        let Ok(text) = serde_json::to_string(&message) else {
+        serde_json::to_string(&message).ok()
+    }
+
+    async fn publish(&self, tenant: TenantId, values: &[(usize, u64)]) {
+        let (Some(redis), Some(text)) = (&self.redis, self.message(tenant, values)) else {
             return;
         };
         if let Err(error) = redis.publish(&text).await {
@@ -336,28 +339,34 @@ impl Cache {
     }
 
     /// The bus (re)subscribed: replay writes made while Redis was unreachable, forget what may
-    /// have been missed (generations, all of L1), then leave degraded mode.
+    /// have been missed (generations, all of L1), and only then leave degraded mode, so that no
+    /// answer from before the reconnect is served as current.
     pub async fn bus_connected(&self) {
         let Some(redis) = &self.redis else { return };
-        // Commands run only while "up"; replay needs them, so go up for it first.
-        redis.set_up(true);
         let dirty: Vec<(Uuid, HashSet<usize>)> = {
             let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
             dirty.drain().collect()
         };
         for (tenant, indexes) in dirty {
+            let tenant = TenantId(tenant);
             let indexes: Vec<usize> = indexes.into_iter().collect();
-            match redis.increment(TenantId(tenant), &indexes).await {
-                Ok(values) => self.publish(TenantId(tenant), &values).await,
-                Err(error) => {
-                    self.redis_failed(&error);
-                    self.bump_locally(TenantId(tenant), &indexes, true);
-                    return;
-                }
+            let replayed = match redis.increment_reconnecting(tenant, &indexes).await {
+                Ok(values) => match self.message(tenant, &values) {
+                    Some(text) => redis.publish_reconnecting(&text).await,
+                    None => Ok(()),
+                },
+                Err(error) => Err(error),
+            };
+            if let Err(error) = replayed {
+                // Still unreachable: keep the write for the next reconnect.
+                log::warn!("[Cache] Redis replay failed ({error}); staying degraded");
+                self.bump_locally(tenant, &indexes, true);
+                return;
             }
         }
         self.generations.clear();
         self.l1.clear();
+        redis.set_up(true);
         self.metrics.bus_connected.set(1);
         log::info!("[Cache] Redis connected: L2 and bus active, L1 dropped once");
     }

@@ -29,6 +29,7 @@ use serde::Serializer;
 
 use crate::config::Config;
 use crate::domain::cursor::Cursor;
+use crate::errors::ApiError;
 
 pub use entity::Entity;
 
@@ -77,6 +78,65 @@ pub type SyncPgConnection = AsyncConnectionWrapper<AsyncPgConnection>;
 
 pub fn connect_sync(database_url: &str) -> diesel::ConnectionResult<SyncPgConnection> {
     <SyncPgConnection as Connection>::establish(database_url)
+}
+
+/// A pooled connection whose work is bounded in time. A connection whose work timed out is
+/// discarded instead of returned to the pool: it may sit on a socket that no longer answers
+/// (a network partition), where the server-side `statement_timeout` can never fire.
+pub struct Checkout {
+    conn: Option<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>>,
+    timeout: std::time::Duration,
+    poisoned: bool,
+}
+
+impl Checkout {
+    /// Takes a connection from the pool (bounded by the pool's wait timeout).
+    pub async fn get(pool: &Pool, timeout: std::time::Duration) -> Result<Self, ApiError> {
+        Ok(Checkout {
+            conn: Some(pool.get().await?),
+            timeout,
+            poisoned: false,
+        })
+    }
+
+    /// Runs `work` on the connection; `503 database_unavailable` when it takes longer than the
+    /// timeout.
+    pub async fn run<'a, T, E, Fut>(
+        &'a mut self,
+        work: impl FnOnce(&'a mut AsyncPgConnection) -> Fut,
+    ) -> Result<T, ApiError>
+    where
+        Fut: std::future::Future<Output = Result<T, E>> + 'a,
+        ApiError: From<E>,
+    {
+        let Checkout {
+            conn,
+            timeout,
+            poisoned,
+        } = self;
+        let Some(conn) = conn.as_mut() else {
+            return Err(ApiError::DatabaseUnavailable("connection discarded".into()));
+        };
+        match tokio::time::timeout(*timeout, work(&mut **conn)).await {
+            Ok(result) => result.map_err(ApiError::from),
+            Err(_) => {
+                *poisoned = true;
+                Err(ApiError::DatabaseUnavailable(format!(
+                    "no answer from the database within {timeout:?}"
+                )))
+            }
+        }
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if self.poisoned {
+            if let Some(conn) = self.conn.take() {
+                drop(deadpool::managed::Object::take(conn));
+            }
+        }
+    }
 }
 
 /// Creates the database if it is missing and applies pending migrations. Blocking: call it before

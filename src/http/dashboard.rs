@@ -85,37 +85,40 @@ async fn bundle(
 
 /// The JSON of `GET /api/v2/dashboard/bundle`.
 pub async fn bundle_body(state: &AppState, tenant: TenantId) -> Result<Bytes, ApiError> {
-    let mut conn = state.pool.get().await?;
+    let mut db = state.db().await?;
     // One snapshot, so that counts, stages and the newest records agree with each other.
-    let body = conn
-        .build_transaction()
-        .read_only()
-        .repeatable_read()
-        .run(async |conn| {
-            let accounts = summary::<Accounts>(conn, tenant).await?;
-            let contacts = summary::<Contacts>(conn, tenant).await?;
-            let leads = summary::<Leads>(conn, tenant).await?;
-            let opportunity = summary::<Opportunities>(conn, tenant).await?;
-            let activities = summary::<Activities>(conn, tenant).await?;
-            let stages = opportunities::stats(conn, tenant, None).await?;
-            Ok::<_, ApiError>(BundleBody {
-                counts: PerEntity {
-                    accounts: accounts.0,
-                    contacts: contacts.0,
-                    leads: leads.0,
-                    opportunities: opportunity.0,
-                    activities: activities.0,
-                },
-                opportunity_stages: summarize(stages).stages,
-                recent: PerEntity {
-                    accounts: accounts.1,
-                    contacts: contacts.1,
-                    leads: leads.1,
-                    opportunities: opportunity.1,
-                    activities: activities.1,
-                },
-                generated_at: crate::db::now(),
-            })
+    let body = db
+        .run(|conn| async move {
+            conn.build_transaction()
+                .read_only()
+                .repeatable_read()
+                .run(async |conn| {
+                    let accounts = summary::<Accounts>(conn, tenant).await?;
+                    let contacts = summary::<Contacts>(conn, tenant).await?;
+                    let leads = summary::<Leads>(conn, tenant).await?;
+                    let opportunity = summary::<Opportunities>(conn, tenant).await?;
+                    let activities = summary::<Activities>(conn, tenant).await?;
+                    let stages = opportunities::stats(conn, tenant, None).await?;
+                    Ok::<_, ApiError>(BundleBody {
+                        counts: PerEntity {
+                            accounts: accounts.0,
+                            contacts: contacts.0,
+                            leads: leads.0,
+                            opportunities: opportunity.0,
+                            activities: activities.0,
+                        },
+                        opportunity_stages: summarize(stages).stages,
+                        recent: PerEntity {
+                            accounts: accounts.1,
+                            contacts: contacts.1,
+                            leads: leads.1,
+                            opportunities: opportunity.1,
+                            activities: activities.1,
+                        },
+                        generated_at: crate::db::now(),
+                    })
+                })
+                .await
         })
         .await?;
     serde_json::to_vec(&body)

@@ -99,8 +99,8 @@ pub async fn list_body<E: Entity>(
     raw_query: &str,
 ) -> Result<Bytes, ApiError> {
     let query = ListQuery::parse(E::SPEC, raw_query, &state.cursors, tenant)?;
-    let mut conn = state.pool.get().await?;
-    let rows = E::list(&mut conn, tenant, &query).await?;
+    let mut db = state.db().await?;
+    let rows = db.run(|conn| E::list(conn, tenant, &query)).await?;
     let page = page(rows, query.limit);
     json_bytes(&ListBody {
         data: page.data,
@@ -117,8 +117,8 @@ pub async fn count_body<E: Entity>(
     raw_query: &str,
 ) -> Result<Bytes, ApiError> {
     let filters = parse_count(E::SPEC, raw_query)?;
-    let mut conn = state.pool.get().await?;
-    let count = E::count(&mut conn, tenant, &filters).await?;
+    let mut db = state.db().await?;
+    let count = db.run(|conn| E::count(conn, tenant, &filters)).await?;
     json_bytes(&CountBody { count })
 }
 
@@ -146,8 +146,8 @@ async fn get<E: Entity>(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
-    let mut conn = state.pool.get().await?;
-    let record = E::get(&mut conn, principal.tenant, id).await?;
+    let mut db = state.db().await?;
+    let record = db.run(|conn| E::get(conn, principal.tenant, id)).await?;
     Ok(HttpResponse::Ok().json(record))
 }
 
@@ -157,8 +157,10 @@ async fn create<E: Entity>(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = parse_body(E::SPEC, body.0, Mode::Create)?;
-    let mut conn = state.pool.get().await?;
-    let record = E::create(&mut conn, principal.tenant, body).await?;
+    let mut db = state.db().await?;
+    let record = db
+        .run(|conn| E::create(conn, principal.tenant, body))
+        .await?;
     let location = format!("/api/v2/{}/{}", E::SPEC.module, record.cursor().id);
     Ok(HttpResponse::Created()
         .insert_header((header::LOCATION, location))
@@ -173,8 +175,10 @@ async fn update<E: Entity>(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
     let body = parse_body(E::SPEC, body.0, Mode::Update)?;
-    let mut conn = state.pool.get().await?;
-    let record = E::update(&mut conn, principal.tenant, id, body).await?;
+    let mut db = state.db().await?;
+    let record = db
+        .run(|conn| E::update(conn, principal.tenant, id, body))
+        .await?;
     Ok(HttpResponse::Ok().json(record))
 }
 
@@ -184,7 +188,7 @@ async fn delete<E: Entity>(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
-    let mut conn = state.pool.get().await?;
-    E::delete(&mut conn, principal.tenant, id).await?;
+    let mut db = state.db().await?;
+    db.run(|conn| E::delete(conn, principal.tenant, id)).await?;
     Ok(HttpResponse::NoContent().finish())
 }

@@ -104,8 +104,10 @@ pub async fn stats_body(
                 .map_err(|_| ApiError::InvalidQuery("filter `account_id` must be a UUID".into()))
         })
         .transpose()?;
-    let mut conn = state.pool.get().await?;
-    let rows = opportunities::stats(&mut conn, tenant, account).await?;
+    let mut db = state.db().await?;
+    let rows = db
+        .run(|conn| opportunities::stats(conn, tenant, account))
+        .await?;
     serde_json::to_vec(&summarize(rows))
         .map(Bytes::from)
         .map_err(ApiError::internal)
