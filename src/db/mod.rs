@@ -117,7 +117,7 @@ impl Checkout {
         let Some(conn) = conn.as_mut() else {
             return Err(ApiError::DatabaseUnavailable("connection discarded".into()));
         };
-        match tokio::time::timeout(*timeout, work(&mut **conn)).await {
+        match tokio::time::timeout(*timeout, work(conn)).await {
             Ok(result) => result.map_err(ApiError::from),
             Err(_) => {
                 *poisoned = true;
