@@ -161,9 +161,10 @@ async fn warm(app: &TestApp, token: &str, routes: &[&str]) {
 
 #[tokio::test]
 async fn deletes_cascade_to_the_modules_whose_references_they_clear_and_updates_do_not() {
+    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
     let apps = spawn_app_with(|config| {
         config.redis_url = crate::helpers::redis_url();
-        config.cache_key_prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+        config.cache_key_prefix = prefix.clone();
     })
     .await;
     let app = &apps;

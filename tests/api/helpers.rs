@@ -55,6 +55,34 @@ pub struct TestApp {
     pub keys: JwtKeys,
     pub secret: String,
     pub database: Arc<TestDatabase>,
+    /// Deletes the instance's Redis keys when the last app of a test is gone.
+    pub redis_keys: Option<Arc<RedisPrefix>>,
+}
+
+/// A test's Redis key prefix; its keys are deleted on drop (only those: Redis may be shared).
+pub struct RedisPrefix {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl Drop for RedisPrefix {
+    fn drop(&mut self) {
+        let url = self.url.clone();
+        let pattern = format!("{}:*", self.prefix);
+        let cleaned = std::thread::spawn(move || -> redis::RedisResult<()> {
+            let client = redis::Client::open(url)?;
+            let mut conn = client.get_connection_with_timeout(Duration::from_secs(2))?;
+            let keys: Vec<String> = redis::Commands::scan_match::<_, String>(&mut conn, pattern)?
+                .collect::<Result<_, _>>()?;
+            for chunk in keys.chunks(500) {
+                redis::cmd("UNLINK").arg(chunk).query::<()>(&mut conn)?;
+            }
+            Ok(())
+        })
+        .join();
+        // A Redis that a fault test stopped has nothing left to clean.
+        let _ = cleaned;
+    }
 }
 
 /// The configuration every test app starts from.
@@ -66,6 +94,8 @@ pub fn test_config(database_url: &str) -> Config {
     config.db_pool_size = 4;
     config.db_acquire_timeout_ms = 2_000;
     config.jwt_secret = Some(Secret(format!("test-secret-{}", Uuid::new_v4())));
+    // Never the production prefix: tests share the local Redis.
+    config.cache_key_prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
     config
 }
 
@@ -102,6 +132,12 @@ pub async fn start(config: Config, database: impl Into<Arc<TestDatabase>>) -> Te
             .expect("http client"),
         keys: JwtKeys::new(secret.as_bytes()),
         secret,
+        redis_keys: config.redis_url().map(|url| {
+            Arc::new(RedisPrefix {
+                url: url.to_owned(),
+                prefix: config.cache_key_prefix.clone(),
+            })
+        }),
         database,
     }
 }

@@ -91,6 +91,10 @@ impl Server {
 async fn hits_misses_invalidations_and_stats_are_logged_as_the_contract_says() {
     let database = TestDatabase::create().await;
     let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let _keys = crate::helpers::RedisPrefix {
+        url: redis_url(),
+        prefix: prefix.clone(),
+    };
     let secret = format!("secret-{}", Uuid::new_v4());
     let mut one = Server::start(&database.url, &prefix, &secret);
     let mut two = Server::start(&database.url, &prefix, &secret);
