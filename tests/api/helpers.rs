@@ -55,8 +55,8 @@ pub struct TestApp {
     pub keys: JwtKeys,
     pub secret: String,
     pub database: Arc<TestDatabase>,
-    /// Deletes the instance's Redis keys when the last app of a test is gone.
-    pub redis_keys: Option<Arc<RedisPrefix>>,
+    /// Deletes the instance's Redis keys when the last app of a test is gone (held for its Drop).
+    pub _redis_keys: Option<Arc<RedisPrefix>>,
 }
 
 /// A test's Redis key prefix; its keys are deleted on drop (only those: Redis may be shared).
@@ -132,7 +132,7 @@ pub async fn start(config: Config, database: impl Into<Arc<TestDatabase>>) -> Te
             .expect("http client"),
         keys: JwtKeys::new(secret.as_bytes()),
         secret,
-        redis_keys: config.redis_url().map(|url| {
+        _redis_keys: config.redis_url().map(|url| {
             Arc::new(RedisPrefix {
                 url: url.to_owned(),
                 prefix: config.cache_key_prefix.clone(),
