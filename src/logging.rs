@@ -41,16 +41,32 @@ impl Write for QueueWriter {
     }
 }
 
+/// How often the writer thread looks for queued lines. It polls instead of blocking on the
+/// queue so that logging threads never pay for waking it up (a futex wake per line was most of
+/// the cost of hit logging under load).
+const POLL: std::time::Duration = std::time::Duration::from_millis(5);
+
 fn drain(receiver: Receiver<Vec<u8>>, dropped: Arc<AtomicU64>) {
     // Unlocked stderr: the lock is taken per flush, so other writers (eprintln!) never wait long.
     let mut out = io::BufWriter::with_capacity(64 * 1024, io::stderr());
-    while let Ok(line) = receiver.recv() {
-        let mut written = 1;
-        let _ = out.write_all(&line);
-        // Write whatever else is queued, then flush once: one syscall per burst, not per line.
-        while let Ok(line) = receiver.try_recv() {
-            written += 1;
-            let _ = out.write_all(&line);
+    loop {
+        let mut written = 0;
+        loop {
+            match receiver.try_recv() {
+                Ok(line) => {
+                    written += 1;
+                    let _ = out.write_all(&line);
+                }
+                Err(std::sync::mpsc::TryRecvError::Empty) => break,
+                Err(std::sync::mpsc::TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
+            }
+        }
+        if written == 0 {
+            std::thread::sleep(POLL);
+            continue;
         }
         let lost = dropped.swap(0, Ordering::Relaxed);
         if lost > 0 {
@@ -83,7 +99,10 @@ pub fn init() {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     if spawned.is_ok() {
-        builder.target(env_logger::Target::Pipe(Box::new(writer)));
+        // Plain text: no ANSI styling to produce and then strip again for a pipe.
+        builder
+            .target(env_logger::Target::Pipe(Box::new(writer)))
+            .write_style(env_logger::WriteStyle::Never);
     }
     builder.init();
 }
