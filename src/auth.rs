@@ -1,7 +1,9 @@
 //! Bearer JWTs (HS256): minting for the CLI and tests, and the `Principal` extractor that every
 //! `/api/v2` handler takes. The tenant comes from the token and from nowhere else.
 
+use std::collections::HashMap;
 use std::future::{ready, Ready};
+use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
@@ -59,7 +61,14 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// Tokens whose signature and claims were already checked, with their expiry: a dashboard
+    /// sends the same token with every request, and checking it again is most of the cost of
+    /// a cache hit.
+    verified: Mutex<HashMap<Box<str>, (Principal, u64)>>,
 }
+
+/// Most tokens remembered as verified; past it the memory starts over.
+const VERIFIED_MAX: usize = 10_000;
 
 impl JwtKeys {
     pub fn new(secret: &[u8]) -> Self {
@@ -71,6 +80,7 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            verified: Mutex::new(HashMap::new()),
         }
     }
 
@@ -92,6 +102,25 @@ impl JwtKeys {
     }
 
     fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        let now = unix_now();
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((principal, exp)) = verified.get(token) {
+            if now < *exp {
+                return Ok(principal.clone());
+            }
+            verified.remove(token);
+        }
+        drop(verified);
+        let (principal, exp) = self.verify_signature(token)?;
+        let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
+        if verified.len() >= VERIFIED_MAX {
+            verified.clear();
+        }
+        verified.insert(token.into(), (principal.clone(), exp));
+        Ok(principal)
+    }
+
+    fn verify_signature(&self, token: &str) -> Result<(Principal, u64), ApiError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|error| {
                 use jsonwebtoken::errors::ErrorKind;
@@ -103,11 +132,12 @@ impl JwtKeys {
                     _ => ApiError::Unauthorized("the bearer token is malformed or incomplete"),
                 }
             })?;
-        Ok(Principal {
+        let principal = Principal {
             tenant: TenantId(data.claims.tenant_id),
             role: data.claims.role,
             sub: data.claims.sub,
-        })
+        };
+        Ok((principal, data.claims.exp))
     }
 
     /// The caller of `req`, from its bearer token.

@@ -1,5 +1,7 @@
 //! `GET /metrics` (Prometheus text, no auth) and the request-duration histogram.
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use actix_web::body::MessageBody;
@@ -8,6 +10,7 @@ use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
 use super::method_not_allowed;
+use crate::domain::entities;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -18,6 +21,26 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn labels_are_route_patterns_never_raw_ids() {
+        assert_eq!(route_label("/api/v2/accounts"), "/api/v2/accounts");
+        assert_eq!(route_label("/api/v2/accounts/count"), "/api/v2/accounts/count");
+        assert_eq!(
+            route_label("/api/v2/accounts/5f1c0000-0000-4000-8000-000000000000"),
+            "/api/v2/accounts/{id}"
+        );
+        assert_eq!(route_label("/api/v2/opportunities/stats"), "/api/v2/opportunities/stats");
+        assert_eq!(route_label("/metrics"), "/metrics");
+        assert_eq!(route_label("/api/v2/widgets/1"), "unmatched");
+        assert_eq!(route_label("/nope"), "unmatched");
+        assert_eq!(route_label("/api/v2/accounts/x/y"), "unmatched");
+    }
+}
+
 async fn render(state: web::Data<AppState>) -> HttpResponse {
     state.cache.update_gauges().await;
     HttpResponse::Ok()
@@ -25,17 +48,46 @@ async fn render(state: web::Data<AppState>) -> HttpResponse {
         .body(state.metrics.render())
 }
 
-/// Observes every request's duration under its route pattern (never the raw path, which would
-/// carry ids).
+/// The route pattern of a path, for the duration label: the path itself for a static route,
+/// `/api/v2/<entity>/{id}` for a record route, `unmatched` for anything else (never the raw path,
+/// which would carry ids and make the label set unbounded). Computed from the route table instead
+/// of by re-running the router's regexes on every request.
+fn route_label(path: &str) -> String {
+    static STATIC: OnceLock<HashSet<String>> = OnceLock::new();
+    let known = STATIC.get_or_init(|| {
+        super::openapi::document()["paths"]
+            .as_object()
+            .map(|paths| {
+                paths
+                    .keys()
+                    .filter(|path| !path.contains('{'))
+                    .cloned()
+                    .collect()
+            })
+            .unwrap_or_default()
+    });
+    if known.contains(path) {
+        return path.to_owned();
+    }
+    if let Some((base, id)) = path.rsplit_once('/') {
+        let is_entity = entities::ALL
+            .iter()
+            .any(|spec| base.strip_prefix("/api/v2/") == Some(spec.module));
+        if is_entity && !id.is_empty() {
+            return format!("{base}/{{id}}");
+        }
+    }
+    "unmatched".to_owned()
+}
+
+/// Observes every request's duration under its route pattern.
 pub async fn track_duration(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
-    let route = req
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".to_owned());
+    let route = route_label(req.path());
     let method = req.method().to_string();
     let response = next.call(req).await?;
     if let Some(state) = state {
