@@ -21,26 +21,6 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-#[cfg(test)]
-mod tests {
-    use super::route_label;
-
-    #[test]
-    fn labels_are_route_patterns_never_raw_ids() {
-        assert_eq!(route_label("/api/v2/accounts"), "/api/v2/accounts");
-        assert_eq!(route_label("/api/v2/accounts/count"), "/api/v2/accounts/count");
-        assert_eq!(
-            route_label("/api/v2/accounts/5f1c0000-0000-4000-8000-000000000000"),
-            "/api/v2/accounts/{id}"
-        );
-        assert_eq!(route_label("/api/v2/opportunities/stats"), "/api/v2/opportunities/stats");
-        assert_eq!(route_label("/metrics"), "/metrics");
-        assert_eq!(route_label("/api/v2/widgets/1"), "unmatched");
-        assert_eq!(route_label("/nope"), "unmatched");
-        assert_eq!(route_label("/api/v2/accounts/x/y"), "unmatched");
-    }
-}
-
 async fn render(state: web::Data<AppState>) -> HttpResponse {
     state.cache.update_gauges().await;
     HttpResponse::Ok()
@@ -99,4 +79,30 @@ pub async fn track_duration(
         );
     }
     Ok(response)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::route_label;
+
+    #[test]
+    fn labels_are_route_patterns_never_raw_ids() {
+        assert_eq!(route_label("/api/v2/accounts"), "/api/v2/accounts");
+        assert_eq!(
+            route_label("/api/v2/accounts/count"),
+            "/api/v2/accounts/count"
+        );
+        assert_eq!(
+            route_label("/api/v2/accounts/5f1c0000-0000-4000-8000-000000000000"),
+            "/api/v2/accounts/{id}"
+        );
+        assert_eq!(
+            route_label("/api/v2/opportunities/stats"),
+            "/api/v2/opportunities/stats"
+        );
+        assert_eq!(route_label("/metrics"), "/metrics");
+        assert_eq!(route_label("/api/v2/widgets/1"), "unmatched");
+        assert_eq!(route_label("/nope"), "unmatched");
+        assert_eq!(route_label("/api/v2/accounts/x/y"), "unmatched");
+    }
 }
