@@ -71,9 +71,12 @@ pub fn canonical_params(module: &str, operation: &str, raw: &str) -> Option<Vec<
     Some(params.into_iter().collect())
 }
 
-/// A cache key: MD5 over a JSON array of every part, so that no two different inputs share
-/// their bytes (`["ab","c"]` and `["a","bc"]` differ).
+/// A cache key: MD5 over every part, each written with its length first (and lists with their
+/// count), so that no two different inputs share their bytes (`"ab" + "c"` is not `"a" + "bc"`).
 pub type Key = [u8; 16];
+
+/// Version of the key layout; changing the layout changes every key.
+const KEY_VERSION: u64 = 2;
 
 pub fn cache_key(
     tenant: TenantId,
@@ -82,8 +85,25 @@ pub fn cache_key(
     params: &[(String, String)],
     generations: &[u64],
 ) -> Key {
-    let encoded = serde_json::json!([1, tenant.0, module, operation, params, generations]);
-    md5::compute(encoded.to_string().as_bytes()).0
+    fn part(context: &mut md5::Context, bytes: &[u8]) {
+        context.consume((bytes.len() as u64).to_be_bytes());
+        context.consume(bytes);
+    }
+    let mut context = md5::Context::new();
+    context.consume(KEY_VERSION.to_be_bytes());
+    part(&mut context, tenant.0.as_bytes());
+    part(&mut context, module.as_bytes());
+    part(&mut context, operation.as_bytes());
+    context.consume((params.len() as u64).to_be_bytes());
+    for (name, value) in params {
+        part(&mut context, name.as_bytes());
+        part(&mut context, value.as_bytes());
+    }
+    context.consume((generations.len() as u64).to_be_bytes());
+    for generation in generations {
+        context.consume(generation.to_be_bytes());
+    }
+    context.finalize().0
 }
 
 pub fn hex(key: &Key) -> String {
