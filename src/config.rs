@@ -44,6 +44,11 @@ pub struct Config {
     )]
     pub redis_url: String,
 
+    /// Redis Cluster seed nodes, comma-separated `redis://host:port` URLs; when set, the cache uses
+    /// the cluster instead of `REDIS_URL`.
+    #[arg(long, env = "REDIS_CLUSTER_NODES", global = true)]
+    pub redis_cluster_nodes: Option<String>,
+
     /// Listen address of the HTTP API.
     #[arg(long, env = "BIND", global = true, default_value = "127.0.0.1:8080")]
     pub bind: String,
@@ -140,6 +145,24 @@ impl Config {
             "" | "none" => None,
             url => Some(url),
         }
+    }
+
+    /// The shared Redis: a cluster when `REDIS_CLUSTER_NODES` is set, else `REDIS_URL`.
+    pub fn redis_target(&self) -> Option<crate::cache::l2::Target> {
+        use crate::cache::l2::Target;
+        let nodes: Vec<String> = self
+            .redis_cluster_nodes
+            .as_deref()
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|node| !node.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if !nodes.is_empty() {
+            return Some(Target::Cluster(nodes));
+        }
+        self.redis_url().map(|url| Target::Single(url.to_owned()))
     }
 
     pub fn db_acquire_timeout(&self) -> Duration {

@@ -42,7 +42,7 @@ pub async fn run(cache: Arc<Cache>) {
     loop {
         let subscribed = async {
             redis.connect().await?;
-            let mut pubsub = redis.client().get_async_pubsub().await?;
+            let mut pubsub = redis.pubsub_client().get_async_pubsub().await?;
             pubsub.subscribe(redis.channel()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };

@@ -14,15 +14,60 @@ use crate::db::BoxError;
 const SCAN_COUNT: usize = 1_000;
 
 pub async fn flush(config: &Config) -> Result<u64, BoxError> {
-    let url = config
-        .redis_url()
+    let target = config
+        .redis_target()
         .ok_or("REDIS_URL is none: there is no shared cache to flush")?;
     let redis = Redis::new(
-        url,
+        target,
         &config.cache_key_prefix,
         std::time::Duration::from_secs(5),
     )?;
-    let mut connection = redis.client().get_multiplexed_async_connection().await?;
+    let mut removed = 0;
+    for node in data_nodes(&redis).await? {
+        removed += flush_node(&redis, &node).await?;
+    }
+    let message = bus::Message {
+        v: bus::VERSION,
+        from: Uuid::nil(),
+        tenant: None,
+        gens: Vec::new(),
+        flush: true,
+    };
+    // Classic pub/sub reaches every subscriber through any node of a cluster.
+    let mut connection = redis.nodes()[0].get_multiplexed_async_connection().await?;
+    connection
+        .publish::<_, _, ()>(redis.channel(), serde_json::to_string(&message)?)
+        .await?;
+    Ok(removed)
+}
+
+/// The nodes holding data: the one server, or every master of the cluster.
+async fn data_nodes(redis: &Redis) -> Result<Vec<redis::Client>, BoxError> {
+    if !redis.is_cluster() {
+        return Ok(vec![redis.nodes()[0].clone()]);
+    }
+    let mut connection = redis.nodes()[0].get_multiplexed_async_connection().await?;
+    let listing: String = redis::cmd("CLUSTER")
+        .arg("NODES")
+        .query_async(&mut connection)
+        .await?;
+    let mut masters = Vec::new();
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        // <id> <ip:port@cport[,hostname]> <flags> ...
+        let (Some(address), Some(flags)) = (fields.get(1), fields.get(2)) else {
+            continue;
+        };
+        if flags.split(',').any(|flag| flag == "master") && !flags.contains("fail") {
+            let address = address.split('@').next().unwrap_or(address);
+            masters.push(redis::Client::open(format!("redis://{address}"))?);
+        }
+    }
+    Ok(masters)
+}
+
+async fn flush_node(redis: &Redis, node: &redis::Client) -> Result<u64, BoxError> {
+    let mut connection = node.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
     let mut removed = 0u64;
     loop {
@@ -35,25 +80,18 @@ pub async fn flush(config: &Config) -> Result<u64, BoxError> {
             .query_async(&mut connection)
             .await?;
         if !keys.is_empty() {
-            removed += redis::cmd("UNLINK")
-                .arg(&keys)
-                .query_async::<u64>(&mut connection)
-                .await?;
+            // One key per UNLINK: in a cluster, keys of one batch may live on different slots.
+            let mut pipe = redis::pipe();
+            for key in &keys {
+                pipe.cmd("UNLINK").arg(key);
+            }
+            let counts: Vec<u64> = pipe.query_async(&mut connection).await?;
+            removed += counts.iter().sum::<u64>();
         }
         cursor = next;
         if cursor == 0 {
             break;
         }
     }
-    let message = bus::Message {
-        v: bus::VERSION,
-        from: Uuid::nil(),
-        tenant: None,
-        gens: Vec::new(),
-        flush: true,
-    };
-    connection
-        .publish::<_, _, ()>(redis.channel(), serde_json::to_string(&message)?)
-        .await?;
     Ok(removed)
 }

@@ -1,20 +1,75 @@
-//! L2 and the generation counters in the shared Redis, through one reconnecting connection.
-//! Every command is bounded by a timeout; the caller treats any failure as "Redis is down".
+//! L2 and the generation counters in the shared Redis (one server, or a Redis Cluster), through
+//! one reconnecting connection. Every command is bounded by a timeout; the caller treats any
+//! failure as "Redis is down".
+//!
+//! In a cluster, every key of a tenant carries the tenant as its hash tag (`{<tenant>}`), so an
+//! answer, its generations and every command one operation sends live on one slot. The bus uses
+//! classic pub/sub, which a cluster forwards to every node: a replica may subscribe on any node
+//! and still hear every message (sharded pub/sub would need the channel's slot owner instead).
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{AsyncCommands, RedisError, RedisResult};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::cluster::ClusterClient;
+use redis::cluster_async::ClusterConnection;
+use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
 
 use super::entry::Entry;
 use super::key::{hex, GenVector, Key, MODULES};
 use crate::auth::TenantId;
 
+/// Where the shared Redis is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Single(String),
+    /// Seed nodes of a cluster (`REDIS_CLUSTER_NODES`).
+    Cluster(Vec<String>),
+}
+
+/// The shared command connection.
+#[derive(Clone)]
+enum Shared {
+    Single(ConnectionManager),
+    Cluster(ClusterConnection),
+}
+
+impl ConnectionLike for Shared {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
+        match self {
+            Shared::Single(connection) => connection.req_packed_command(cmd),
+            Shared::Cluster(connection) => connection.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        cmd: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        match self {
+            Shared::Single(connection) => connection.req_packed_commands(cmd, offset, count),
+            Shared::Cluster(connection) => connection.req_packed_commands(cmd, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Shared::Single(connection) => connection.get_db(),
+            Shared::Cluster(connection) => connection.get_db(),
+        }
+    }
+}
+
 pub struct Redis {
-    client: redis::Client,
-    connection: RwLock<Option<ConnectionManager>>,
+    target: Target,
+    /// One client per node (one for a single server), for pub/sub and administration.
+    nodes: Vec<redis::Client>,
+    /// Which node the next pub/sub subscription uses (rotates across reconnects).
+    next_node: AtomicUsize,
+    connection: RwLock<Option<Shared>>,
     up: AtomicBool,
     prefix: String,
     timeout: Duration,
@@ -28,9 +83,24 @@ fn timed_out() -> RedisError {
 }
 
 impl Redis {
-    pub fn new(url: &str, prefix: &str, timeout: Duration) -> RedisResult<Self> {
+    pub fn new(target: Target, prefix: &str, timeout: Duration) -> RedisResult<Self> {
+        let urls = match &target {
+            Target::Single(url) => vec![url.clone()],
+            Target::Cluster(urls) => urls.clone(),
+        };
+        let nodes = urls
+            .iter()
+            .map(|url| redis::Client::open(url.as_str()))
+            .collect::<RedisResult<Vec<_>>>()?;
+        if nodes.is_empty() {
+            return Err(RedisError::from(std::io::Error::other(
+                "REDIS_CLUSTER_NODES names no node",
+            )));
+        }
         Ok(Redis {
-            client: redis::Client::open(url)?,
+            target,
+            nodes,
+            next_node: AtomicUsize::new(0),
             connection: RwLock::new(None),
             up: AtomicBool::new(false),
             prefix: prefix.to_owned(),
@@ -38,8 +108,20 @@ impl Redis {
         })
     }
 
-    pub fn client(&self) -> &redis::Client {
-        &self.client
+    pub fn is_cluster(&self) -> bool {
+        matches!(self.target, Target::Cluster(_))
+    }
+
+    /// A client for a pub/sub subscription: the next node in turn, so that a reconnect after a
+    /// node failure tries another one.
+    pub fn pubsub_client(&self) -> &redis::Client {
+        let index = self.next_node.fetch_add(1, Ordering::Relaxed) % self.nodes.len();
+        &self.nodes[index]
+    }
+
+    /// Clients of the configured nodes (administration, e.g. `cache flush`).
+    pub fn nodes(&self) -> &[redis::Client] {
+        &self.nodes
     }
 
     pub fn is_up(&self) -> bool {
@@ -76,17 +158,9 @@ impl Redis {
         let mut connection = match existing {
             Some(connection) => connection,
             None => {
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(self.timeout))
-                    .set_response_timeout(Some(self.timeout))
-                    .set_number_of_retries(1)
-                    .set_max_delay(Duration::from_millis(500));
-                let connection = tokio::time::timeout(
-                    self.timeout * 2,
-                    self.client.get_connection_manager_with_config(config),
-                )
-                .await
-                .map_err(|_| timed_out())??;
+                let connection = tokio::time::timeout(self.timeout * 4, self.open())
+                    .await
+                    .map_err(|_| timed_out())??;
                 if let Ok(mut slot) = self.connection.write() {
                     *slot = Some(connection.clone());
                 }
@@ -98,12 +172,36 @@ impl Redis {
             .map(|_| ())
     }
 
-    fn read_connection(&self) -> Option<ConnectionManager> {
+    async fn open(&self) -> RedisResult<Shared> {
+        match &self.target {
+            Target::Single(_) => {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(self.timeout))
+                    .set_response_timeout(Some(self.timeout))
+                    .set_number_of_retries(1)
+                    .set_max_delay(Duration::from_millis(500));
+                let connection = self.nodes[0]
+                    .get_connection_manager_with_config(config)
+                    .await?;
+                Ok(Shared::Single(connection))
+            }
+            Target::Cluster(urls) => {
+                let client = ClusterClient::builder(urls.clone())
+                    .connection_timeout(self.timeout)
+                    .response_timeout(self.timeout)
+                    .retries(1)
+                    .build()?;
+                Ok(Shared::Cluster(client.get_async_connection().await?))
+            }
+        }
+    }
+
+    fn read_connection(&self) -> Option<Shared> {
         self.connection.read().ok().and_then(|slot| slot.clone())
     }
 
     /// The connection, only while Redis is considered up.
-    fn connection(&self) -> RedisResult<ConnectionManager> {
+    fn connection(&self) -> RedisResult<Shared> {
         if !self.is_up() {
             return Err(RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::NotConnected,
@@ -173,7 +271,7 @@ impl Redis {
     }
 
     /// The connection even while Redis counts as down (the reconnect path replays with it).
-    fn any_connection(&self) -> RedisResult<ConnectionManager> {
+    fn any_connection(&self) -> RedisResult<Shared> {
         self.read_connection()
             .ok_or_else(|| RedisError::from(std::io::Error::other("redis not connected")))
     }
@@ -190,7 +288,7 @@ impl Redis {
 
     async fn increment_on(
         &self,
-        mut connection: ConnectionManager,
+        mut connection: Shared,
         tenant: TenantId,
         indexes: &[usize],
     ) -> RedisResult<Vec<(usize, u64)>> {
@@ -212,11 +310,7 @@ impl Redis {
         self.publish_on(self.any_connection()?, message).await
     }
 
-    async fn publish_on(
-        &self,
-        mut connection: ConnectionManager,
-        message: &str,
-    ) -> RedisResult<()> {
+    async fn publish_on(&self, mut connection: Shared, message: &str) -> RedisResult<()> {
         self.bounded(connection.publish::<_, _, ()>(self.channel(), message))
             .await
     }

@@ -70,9 +70,9 @@ pub struct Cache {
 
 impl Cache {
     pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, redis::RedisError> {
-        let redis = match config.redis_url() {
-            Some(url) => Some(Redis::new(
-                url,
+        let redis = match config.redis_target() {
+            Some(target) => Some(Redis::new(
+                target,
                 &config.cache_key_prefix,
                 Duration::from_millis(config.redis_timeout_ms),
             )?),

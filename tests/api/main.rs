@@ -7,6 +7,7 @@ mod cache;
 mod cache_faults;
 mod cache_race;
 mod cli;
+mod cluster;
 mod crud;
 mod dashboard;
 mod errors;

@@ -1,0 +1,203 @@
+//! The cache against a three-master Redis Cluster started by the test (free ports, stopped by
+//! PID): tiers, cross-instance invalidation and `cache flush` across masters.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{minimal, spawn_replicas_on};
+
+/// A local cluster; its servers are killed by PID and their directories removed on drop.
+struct Cluster {
+    servers: Vec<Child>,
+    ports: Vec<u16>,
+    dir: std::path::PathBuf,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for server in &mut self.servers {
+            let _ = server.kill();
+            let _ = server.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|address| address.port())
+        .expect("a free port")
+}
+
+fn redis_cli(port: u16, args: &[&str]) -> String {
+    let output = Command::new("redis-cli")
+        .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("running redis-cli");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+impl Cluster {
+    fn start() -> Cluster {
+        let dir =
+            std::env::temp_dir().join(format!("aishacrm-cluster-{}", Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("cluster directory");
+        let mut cluster = Cluster {
+            servers: Vec::new(),
+            ports: Vec::new(),
+            dir,
+        };
+        for _ in 0..3 {
+            // Cluster nodes also listen on port + 10000: pick ports whose bus port is free too.
+            let port = loop {
+                let port = free_port();
+                if port < 55_000 && TcpListener::bind(("127.0.0.1", port + 10_000)).is_ok() {
+                    break port;
+                }
+            };
+            let node_dir = cluster.dir.join(port.to_string());
+            std::fs::create_dir_all(&node_dir).expect("node directory");
+            let server = Command::new("redis-server")
+                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+                .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
+                .args(["--save", "", "--appendonly", "no"])
+                .arg("--dir")
+                .arg(&node_dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("starting redis-server");
+            cluster.servers.push(server);
+            cluster.ports.push(port);
+        }
+        for &port in &cluster.ports {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !redis_cli(port, &["PING"]).contains("PONG") {
+                assert!(Instant::now() < deadline, "node {port} never answered");
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
+        let nodes: Vec<String> = cluster
+            .ports
+            .iter()
+            .map(|port| format!("127.0.0.1:{port}"))
+            .collect();
+        let created = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&nodes)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli --cluster create");
+        assert!(created.status.success(), "{created:?}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        for &port in &cluster.ports {
+            while !redis_cli(port, &["CLUSTER", "INFO"]).contains("cluster_state:ok") {
+                assert!(Instant::now() < deadline, "cluster never became ok");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        cluster
+    }
+
+    fn nodes(&self) -> String {
+        self.ports
+            .iter()
+            .map(|port| format!("redis://127.0.0.1:{port}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    /// Cache entries stored on each master.
+    fn entries_per_node(&self, prefix: &str) -> Vec<usize> {
+        self.ports
+            .iter()
+            .map(|&port| {
+                redis_cli(port, &["--scan", "--pattern", &format!("{prefix}:*:c:*")])
+                    .lines()
+                    .count()
+            })
+            .collect()
+    }
+}
+
+#[tokio::test]
+async fn two_instances_share_a_cluster_cache_and_invalidate_each_other() {
+    let cluster = Cluster::start();
+    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let nodes = cluster.nodes();
+    let apps = spawn_replicas_on(2, "none", |config| {
+        config.redis_cluster_nodes = Some(nodes.clone());
+        config.cache_key_prefix = prefix.clone();
+    })
+    .await;
+
+    // Enough tenants that their hash tags land on every master.
+    let tenants: Vec<Uuid> = (0..12).map(|_| Uuid::new_v4()).collect();
+    for tenant in &tenants {
+        let token = apps[0].token(*tenant);
+        apps[0]
+            .create("accounts", &token, minimal("accounts"))
+            .await;
+        let (cache, _, _) = apps[0].get_cached("/api/v2/accounts/count", &token).await;
+        assert_eq!(cache, "MISS");
+        let (cache, tier, _) = apps[0].get_cached("/api/v2/accounts/count", &token).await;
+        assert_eq!((cache.as_str(), tier.as_str()), ("HIT", "L1"));
+        let (cache, tier, body) = apps[1].get_cached("/api/v2/accounts/count", &token).await;
+        assert_eq!((cache.as_str(), tier.as_str()), ("HIT", "L2"));
+        assert_eq!(body, json!({"count": 1}));
+    }
+    let per_node = cluster.entries_per_node(&prefix);
+    assert_eq!(per_node.iter().sum::<usize>(), tenants.len());
+    assert!(
+        per_node.iter().filter(|count| **count > 0).count() >= 2,
+        "entries spread over the masters: {per_node:?}"
+    );
+
+    // A write on one instance reaches the other through the cluster's pub/sub.
+    for tenant in &tenants[..4] {
+        let token = apps[0].token(*tenant);
+        apps[1].get("/api/v2/accounts/count", &token).await;
+        apps[0]
+            .create("accounts", &token, minimal("accounts"))
+            .await;
+        let started = Instant::now();
+        loop {
+            let (_, _, body) = apps[1].get_cached("/api/v2/accounts/count", &token).await;
+            if body == json!({"count": 2}) {
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_millis(100),
+                "stale on instance 2"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    // `cache flush` empties every master and drops both L1s.
+    let output = Command::new(env!("CARGO_BIN_EXE_aishacrm"))
+        .args(["cache", "flush"])
+        .env("REDIS_CLUSTER_NODES", &nodes)
+        .env("CACHE_KEY_PREFIX", &prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running aishacrm cache flush");
+    assert!(output.status.success(), "{output:?}");
+    assert_eq!(cluster.entries_per_node(&prefix).iter().sum::<usize>(), 0);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let token = apps[0].token(tenants[8]);
+    let (cache, _, _) = apps[1].get_cached("/api/v2/accounts/count", &token).await;
+    assert_eq!(cache, "MISS", "neither L1 nor L2 survives a flush");
+    let (cache, tier, _) = apps[0].get_cached("/api/v2/accounts/count", &token).await;
+    assert_eq!(
+        (cache.as_str(), tier.as_str()),
+        ("HIT", "L2"),
+        "L1 dropped, L2 refilled"
+    );
+}
