@@ -150,8 +150,14 @@ pub fn prepare(database_url: &str) -> Result<(), BoxError> {
         }
         Err(error) => return Err(error.into()),
     };
-    let applied = conn.run_pending_migrations(MIGRATIONS)?;
-    for migration in applied {
+    // Replicas starting together must not run the same migration twice: one migrates while the
+    // others wait on this session lock, then find nothing left to do.
+    SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_lock(7346201)")?;
+    let applied = conn
+        .run_pending_migrations(MIGRATIONS)
+        .map(|applied| applied.iter().map(ToString::to_string).collect::<Vec<_>>());
+    SimpleConnection::batch_execute(&mut conn, "SELECT pg_advisory_unlock(7346201)")?;
+    for migration in applied? {
         log::info!("applied migration {migration}");
     }
     Ok(())
@@ -167,8 +173,13 @@ fn create_database(database_url: &str) -> Result<(), BoxError> {
             log::info!("created database {name}");
             Ok(())
         }
-        // Another replica created it first.
-        Err(error) if error.to_string().contains("already exists") => Ok(()),
+        // Another replica created it first (PostgreSQL reports the race either way).
+        Err(error)
+            if error.to_string().contains("already exists")
+                || error.to_string().contains("pg_database_datname_index") =>
+        {
+            Ok(())
+        }
         Err(error) => Err(error.into()),
     }
 }

@@ -102,3 +102,29 @@ async fn migrate_creates_a_missing_database_and_seed_fills_it() {
         assert_eq!(status, 200);
     }
 }
+
+#[tokio::test]
+async fn replicas_starting_together_migrate_once_without_errors() {
+    let database = TestDatabase {
+        url: aishacrm::db::with_database(
+            &crate::helpers::base_database_url(),
+            &format!("aishacrm_test_{}", Uuid::new_v4().simple()),
+        ),
+    };
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_aishacrm"))
+                .arg("migrate")
+                .env("DATABASE_URL", &database.url)
+                .env("RUST_LOG", "warn")
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .expect("starting aishacrm migrate")
+        })
+        .collect();
+    for child in children {
+        let output = child.wait_with_output().expect("waiting for migrate");
+        assert!(output.status.success(), "{output:?}");
+    }
+}
