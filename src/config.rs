@@ -115,6 +115,19 @@ pub struct Config {
     #[arg(long, env = "WORKERS", global = true, default_value_t = 0)]
     pub workers: usize,
 
+    /// How long a client may take to send a request's head; slower clients are answered 408 and
+    /// disconnected.
+    #[arg(long, env = "HTTP_CLIENT_TIMEOUT_MS", global = true, default_value_t = 5000)]
+    pub http_client_timeout_ms: u64,
+
+    /// How long an idle keep-alive connection stays open.
+    #[arg(long, env = "HTTP_KEEP_ALIVE_SECS", global = true, default_value_t = 5)]
+    pub http_keep_alive_secs: u64,
+
+    /// On SIGTERM/SIGINT: stop accepting, let in-flight requests finish for at most this long.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", global = true, default_value_t = 30)]
+    pub shutdown_grace_secs: u64,
+
     /// Most PostgreSQL connections this process opens.
     #[arg(long, env = "DB_POOL_SIZE", global = true, default_value_t = 16)]
     pub db_pool_size: usize,

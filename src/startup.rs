@@ -82,6 +82,11 @@ impl Application {
         if config.workers > 0 {
             server = server.workers(config.workers);
         }
+        server = server
+            .client_request_timeout(Duration::from_millis(config.http_client_timeout_ms))
+            .client_disconnect_timeout(Duration::from_secs(1))
+            .keep_alive(Duration::from_secs(config.http_keep_alive_secs))
+            .shutdown_timeout(config.shutdown_grace_secs);
         let server = server.listen(listener)?.run();
         log::info!(
             "listening on http://{}",
