@@ -117,7 +117,12 @@ pub struct Config {
 
     /// How long a client may take to send a request's head; slower clients are answered 408 and
     /// disconnected.
-    #[arg(long, env = "HTTP_CLIENT_TIMEOUT_MS", global = true, default_value_t = 5000)]
+    #[arg(
+        long,
+        env = "HTTP_CLIENT_TIMEOUT_MS",
+        global = true,
+        default_value_t = 5000
+    )]
     pub http_client_timeout_ms: u64,
 
     /// How long an idle keep-alive connection stays open.

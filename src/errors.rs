@@ -20,8 +20,9 @@ pub enum ApiError {
     Forbidden,
     #[error("no such record")]
     NotFound,
+    /// Carries the methods the route takes, for the `Allow` header.
     #[error("method not allowed on this route")]
-    MethodNotAllowed,
+    MethodNotAllowed(&'static str),
     #[error("request body is larger than 256 KiB")]
     PayloadTooLarge,
     #[error("request body must be sent with Content-Type: application/json")]
@@ -44,7 +45,7 @@ impl ApiError {
             ApiError::Unauthorized(_) => "unauthorized",
             ApiError::Forbidden => "forbidden",
             ApiError::NotFound => "not_found",
-            ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::InvalidReference(_) => "invalid_reference",
@@ -67,7 +68,7 @@ impl ResponseError for ApiError {
             ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             ApiError::Forbidden => StatusCode::FORBIDDEN,
             ApiError::NotFound => StatusCode::NOT_FOUND,
-            ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidReference(_) => StatusCode::UNPROCESSABLE_ENTITY,
@@ -90,8 +91,14 @@ impl ResponseError for ApiError {
         };
         let body = json!({"error": {"code": self.code(), "message": message}});
         let mut response = HttpResponse::build(self.status_code());
-        if let ApiError::Unauthorized(_) = self {
-            response.insert_header(("WWW-Authenticate", "Bearer"));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.insert_header(("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::MethodNotAllowed(methods) => {
+                response.insert_header((actix_web::http::header::ALLOW, *methods));
+            }
+            _ => {}
         }
         response.json(body)
     }
@@ -163,7 +170,7 @@ mod tests {
             (ApiError::Unauthorized("x"), 401, "unauthorized"),
             (ApiError::Forbidden, 403, "forbidden"),
             (ApiError::NotFound, 404, "not_found"),
-            (ApiError::MethodNotAllowed, 405, "method_not_allowed"),
+            (ApiError::MethodNotAllowed("GET"), 405, "method_not_allowed"),
             (ApiError::PayloadTooLarge, 413, "payload_too_large"),
             (
                 ApiError::UnsupportedMediaType,

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::body::JsonObject;
 use super::dashboard::{bundle_body, BUNDLE_TTL_SECS};
 use super::entities::{count_body, list_body, COUNT_TTL_SECS, LIST_TTL_SECS};
-use super::method_not_allowed;
+use super::only;
 use crate::auth::{Principal, TenantId};
 use crate::cache::key::{canonical_params, MODULES};
 use crate::cache::Found;
@@ -28,17 +28,17 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v2/cache/warm")
             .route(web::post().to(warm))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("POST")),
     )
     .service(
         web::resource("/api/v2/cache/invalidate")
             .route(web::post().to(invalidate))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("POST")),
     )
     .service(
         web::resource("/api/v2/cache/stats")
             .route(web::get().to(stats))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     );
 }
 

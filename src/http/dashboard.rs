@@ -8,7 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::entities::json_response;
-use super::method_not_allowed;
+use super::only;
 use super::opportunities::{summarize, StageStat};
 use crate::auth::{Principal, TenantId};
 use crate::cache::middleware::cache_list;
@@ -34,7 +34,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .to(bundle)
                     .wrap(cache_list("dashboard", "bundle", BUNDLE_TTL_SECS)),
             )
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     );
 }
 

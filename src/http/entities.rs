@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::body::JsonObject;
-use super::method_not_allowed;
+use super::only;
 use crate::auth::{Principal, TenantId};
 use crate::cache::middleware::{cache_list, invalidate};
 use crate::db::entity::{page, Keyed};
@@ -31,7 +31,7 @@ pub fn routes<E: Entity>(cfg: &mut web::ServiceConfig) {
                     .wrap(cache_list(module, "list", LIST_TTL_SECS)),
             )
             .route(web::post().to(create::<E>).wrap(invalidate(written)))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET, POST")),
     )
     .service(
         web::resource(format!("{base}/count"))
@@ -40,7 +40,7 @@ pub fn routes<E: Entity>(cfg: &mut web::ServiceConfig) {
                     .to(count::<E>)
                     .wrap(cache_list(module, "count", COUNT_TTL_SECS)),
             )
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     )
     .service(
         web::resource(format!("{base}/{{id}}"))
@@ -52,7 +52,7 @@ pub fn routes<E: Entity>(cfg: &mut web::ServiceConfig) {
                     .to(delete::<E>)
                     .wrap(invalidate(E::SPEC.delete_invalidates)),
             )
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET, PUT, PATCH, DELETE")),
     );
 }
 

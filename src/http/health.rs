@@ -6,7 +6,7 @@ use actix_web::{web, HttpResponse};
 use diesel_async::RunQueryDsl;
 use serde_json::json;
 
-use super::method_not_allowed;
+use super::only;
 use crate::state::AppState;
 
 /// How long a readiness probe waits for each dependency.
@@ -16,12 +16,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/health/live")
             .route(web::get().to(live))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     )
     .service(
         web::resource("/health/ready")
             .route(web::get().to(ready))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     );
 }
 

@@ -9,7 +9,7 @@ use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
-use super::method_not_allowed;
+use super::only;
 use crate::domain::entities;
 use crate::state::AppState;
 
@@ -17,7 +17,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/metrics")
             .route(web::get().to(render))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     );
 }
 

@@ -33,9 +33,12 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .configure(entities::routes::<Activities>);
 }
 
-/// The answer for a known path with a method it does not take.
-pub async fn method_not_allowed() -> Result<actix_web::HttpResponse, ApiError> {
-    Err(ApiError::MethodNotAllowed)
+/// The answer for a known path with a method it does not take: `405` naming the `methods` it
+/// does take in `Allow`.
+pub fn only(methods: &'static str) -> actix_web::Route {
+    web::to(move || async move {
+        Err::<actix_web::HttpResponse, _>(ApiError::MethodNotAllowed(methods))
+    })
 }
 
 /// The answer for any path the API does not have.

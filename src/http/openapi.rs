@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Map, Value};
 
-use super::method_not_allowed;
+use super::only;
 use crate::domain::entities::{EntitySpec, FilterKind, ALL, STAGES};
 use crate::domain::fields::{DefaultValue, FieldKind, FieldSpec, Presence};
 use crate::domain::query::{DEFAULT_LIMIT, MAX_LIMIT, Q_MAX};
@@ -15,7 +15,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v2/openapi.json")
             .route(web::get().to(serve))
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     );
 }
 
@@ -26,6 +26,11 @@ async fn serve() -> HttpResponse {
         .content_type("application/json")
         .body(body.as_str())
 }
+
+/// Text fields may hold anything PostgreSQL can store: no NUL.
+const NO_NUL: &str = "^[^\\u0000]*$";
+const NOT_BLANK: &str = "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$";
+const EMAIL: &str = "^[^\\u0000]*@[^\\u0000]*$";
 
 fn error_codes() -> Value {
     json!([
@@ -61,10 +66,16 @@ fn schema_ref(name: &str) -> Value {
 
 fn field_schema(field: &FieldSpec) -> Value {
     let mut schema = match field.kind {
-        FieldKind::Text { min, max } => {
-            json!({"type": "string", "minLength": min, "maxLength": max})
+        FieldKind::Text { min: 0, max } => {
+            json!({"type": "string", "maxLength": max, "pattern": NO_NUL})
         }
-        FieldKind::Email { max } => json!({"type": "string", "maxLength": max, "pattern": "@"}),
+        // A required name needs one character that is not white space.
+        FieldKind::Text { min, max } => {
+            json!({"type": "string", "minLength": min, "maxLength": max, "pattern": NOT_BLANK})
+        }
+        FieldKind::Email { max } => {
+            json!({"type": "string", "maxLength": max, "pattern": EMAIL})
+        }
         FieldKind::Enum(values) => json!({"type": "string", "enum": values}),
         FieldKind::Integer { min, max } => {
             json!({"type": "integer", "minimum": min, "maximum": max})

@@ -7,7 +7,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::entities::json_response;
-use super::method_not_allowed;
+use super::only;
 use crate::auth::{Principal, TenantId};
 use crate::cache::middleware::cache_list;
 use crate::db::opportunities::{self, StageRow};
@@ -25,7 +25,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
                     .to(stats)
                     .wrap(cache_list("opportunities", "stats", STATS_TTL_SECS)),
             )
-            .default_service(web::to(method_not_allowed)),
+            .default_service(only("GET")),
     );
 }
 

@@ -457,16 +457,27 @@ async fn wrong_methods_on_known_api_paths_are_method_not_allowed() {
         let list = format!("/api/v2/{module}");
         let count_path = format!("/api/v2/{module}/count");
         let cases = [
-            (Method::DELETE, list.clone(), None),
-            (Method::PUT, list.clone(), Some(&body)),
-            (Method::PATCH, list.clone(), Some(&body)),
-            (Method::POST, count_path.clone(), Some(&body)),
-            (Method::PUT, count_path.clone(), Some(&body)),
-            (Method::DELETE, count_path.clone(), None),
-            (Method::POST, path.clone(), Some(&body)),
+            (Method::DELETE, list.clone(), None, "GET, POST"),
+            (Method::PUT, list.clone(), Some(&body), "GET, POST"),
+            (Method::PATCH, list.clone(), Some(&body), "GET, POST"),
+            (Method::POST, count_path.clone(), Some(&body), "GET"),
+            (Method::PUT, count_path.clone(), Some(&body), "GET"),
+            (Method::DELETE, count_path.clone(), None, "GET"),
+            (
+                Method::POST,
+                path.clone(),
+                Some(&body),
+                "GET, PUT, PATCH, DELETE",
+            ),
         ];
-        for (method, path, body) in cases {
+        for (method, path, body, allow) in cases {
             let response = app.request(method.clone(), &path, Some(&token), body).await;
+            let allowed = response
+                .headers()
+                .get("allow")
+                .and_then(|value| value.to_str().ok())
+                .map(str::to_owned);
+            assert_eq!(allowed.as_deref(), Some(allow), "Allow of {method} {path}");
             assert_error_body(response, 405, "method_not_allowed").await;
         }
         assert_unchanged(&app, &token, path, before).await;
