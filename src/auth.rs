@@ -132,6 +132,10 @@ impl JwtKeys {
                     _ => ApiError::Unauthorized("the bearer token is malformed or incomplete"),
                 }
             })?;
+        // RFC 7519: the token is valid only *before* `exp` (jsonwebtoken accepts `exp == now`).
+        if data.claims.exp <= unix_now() {
+            return Err(ApiError::Unauthorized("the token has expired"));
+        }
         let principal = Principal {
             tenant: TenantId(data.claims.tenant_id),
             role: data.claims.role,

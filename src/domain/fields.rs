@@ -230,17 +230,19 @@ impl FieldSpec {
                     .map_err(|_| self.invalid("is out of range"))
             }
             FieldKind::Money { max } => {
-                let number = value
-                    .as_f64()
-                    .ok_or_else(|| self.invalid("must be a number"))?;
-                if !(0.0..=max).contains(&number) {
-                    return Err(self.invalid(format_args!("must be between 0 and {max}")));
-                }
-                // f64's Display is the shortest text that reads back the same number, which is
-                // what the client wrote for any value with few enough digits to be money.
+                // The number exactly as the client wrote it (serde_json keeps the text), so that
+                // no decimal is lost to floating point before the check.
+                let Value::Number(number) = value else {
+                    return Err(self.invalid("must be a number"));
+                };
                 let decimal = BigDecimal::from_str(&number.to_string())
                     .map_err(|_| self.invalid("must be a number"))?;
-                if decimal.fractional_digit_count() > 2 {
+                let max = BigDecimal::from_str(&max.to_string())
+                    .map_err(|_| ApiError::internal("money bound"))?;
+                if decimal < BigDecimal::from(0) || decimal > max {
+                    return Err(self.invalid(format_args!("must be between 0 and {max}")));
+                }
+                if decimal.normalized().fractional_digit_count() > 2 {
                     return Err(self.invalid("must have at most two decimals"));
                 }
                 Ok(FieldValue::Money(decimal.with_scale(2)))
@@ -253,9 +255,15 @@ impl FieldSpec {
             }
             FieldKind::Date => {
                 let text = self.string(value, 10)?;
+                // Exactly four, two and two digits: chrono alone also takes padding and signs.
+                let shaped = text.len() == 10
+                    && text.bytes().enumerate().all(|(at, byte)| match at {
+                        4 | 7 => byte == b'-',
+                        _ => byte.is_ascii_digit(),
+                    });
                 NaiveDate::parse_from_str(&text, "%Y-%m-%d")
                     .ok()
-                    .filter(|date| text.len() == 10 && (1..=9999).contains(&date.year()))
+                    .filter(|date| shaped && (1..=9999).contains(&date.year()))
                     .map(FieldValue::Date)
                     .ok_or_else(|| self.invalid("must be a date YYYY-MM-DD"))
             }
@@ -264,6 +272,7 @@ impl FieldSpec {
                 DateTime::parse_from_rfc3339(&text)
                     .ok()
                     .map(|at| at.with_timezone(&Utc))
+                    .and_then(without_leap_second)
                     .filter(|at| (1..=9999).contains(&at.year()))
                     .map(FieldValue::Timestamp)
                     .ok_or_else(|| self.invalid("must be an RFC 3339 date-time"))
@@ -284,6 +293,16 @@ impl FieldSpec {
         }
         Ok(text)
     }
+}
+
+/// A leap second (`:60`) as PostgreSQL stores it: the first instant of the next second.
+fn without_leap_second(at: DateTime<Utc>) -> Option<DateTime<Utc>> {
+    use chrono::Timelike;
+    if at.nanosecond() < 1_000_000_000 {
+        return Some(at);
+    }
+    at.with_nanosecond(at.nanosecond() - 1_000_000_000)?
+        .checked_add_signed(chrono::Duration::seconds(1))
 }
 
 #[cfg(test)]

@@ -18,5 +18,6 @@ mod openapi;
 mod paging;
 mod plans;
 mod relations;
+mod security;
 mod tenancy;
 mod validation;
