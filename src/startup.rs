@@ -65,6 +65,7 @@ impl Application {
             cursors: CursorCodec::new(&secret),
             cache,
             db_timeout: config.db_statement_timeout() + Duration::from_secs(1),
+            body_timeout: Duration::from_millis(config.http_body_timeout_ms),
             metrics,
         });
         let keys = web::Data::new(keys);

@@ -21,5 +21,7 @@ pub struct AppState {
     pub cache: Arc<Cache>,
     /// Longest any request's database work may take (statement timeout plus a margin).
     pub db_timeout: std::time::Duration,
+    /// Longest a request body may take to arrive (`HTTP_BODY_TIMEOUT_MS`).
+    pub body_timeout: std::time::Duration,
     pub metrics: Arc<Metrics>,
 }

@@ -239,7 +239,7 @@ impl FieldSpec {
                     .map_err(|_| self.invalid("must be a number"))?;
                 let max = BigDecimal::from_str(&max.to_string())
                     .map_err(|_| ApiError::internal("money bound"))?;
-                if decimal < BigDecimal::from(0) || decimal > max {
+                if decimal.sign() == bigdecimal::num_bigint::Sign::Minus || decimal > max {
                     return Err(self.invalid(format_args!("must be between 0 and {max}")));
                 }
                 if decimal.normalized().fractional_digit_count() > 2 {

@@ -12,6 +12,9 @@ use crate::errors::ApiError;
 /// Largest request body accepted.
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 
+/// How long reading a body may take when the app state does not say.
+const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A request body that is a JSON object.
 pub struct JsonObject(pub Map<String, Value>);
 
@@ -44,16 +47,27 @@ impl FromRequest for JsonObject {
             return Box::pin(async { Err(ApiError::PayloadTooLarge) });
         }
         let mut payload = payload.take();
+        // A client that stops sending its body must not hold the connection forever.
+        let timeout = req
+            .app_data::<web::Data<crate::state::AppState>>()
+            .map(|state| state.body_timeout)
+            .unwrap_or(DEFAULT_BODY_TIMEOUT);
         Box::pin(async move {
             let mut bytes = web::BytesMut::new();
-            while let Some(chunk) = payload.next().await {
-                let chunk = chunk
-                    .map_err(|_| ApiError::InvalidJson("the body could not be read".into()))?;
-                if bytes.len() + chunk.len() > MAX_BODY_BYTES {
-                    return Err(ApiError::PayloadTooLarge);
+            let read = async {
+                while let Some(chunk) = payload.next().await {
+                    let chunk = chunk
+                        .map_err(|_| ApiError::InvalidJson("the body could not be read".into()))?;
+                    if bytes.len() + chunk.len() > MAX_BODY_BYTES {
+                        return Err(ApiError::PayloadTooLarge);
+                    }
+                    bytes.extend_from_slice(&chunk);
                 }
-                bytes.extend_from_slice(&chunk);
-            }
+                Ok(())
+            };
+            tokio::time::timeout(timeout, read)
+                .await
+                .map_err(|_| ApiError::InvalidJson("the body did not arrive in time".into()))??;
             match serde_json::from_slice::<Value>(&bytes) {
                 Ok(Value::Object(map)) => Ok(JsonObject(map)),
                 Ok(_) => Err(ApiError::InvalidJson(

@@ -18,6 +18,7 @@ mod openapi;
 mod paging;
 mod plans;
 mod relations;
+mod reliability;
 mod security;
 mod tenancy;
 mod validation;
