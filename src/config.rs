@@ -126,7 +126,12 @@ pub struct Config {
     pub http_client_timeout_ms: u64,
 
     /// How long a request body may take to arrive; a stalled body answers 400 `invalid_json`.
-    #[arg(long, env = "HTTP_BODY_TIMEOUT_MS", global = true, default_value_t = 10_000)]
+    #[arg(
+        long,
+        env = "HTTP_BODY_TIMEOUT_MS",
+        global = true,
+        default_value_t = 10_000
+    )]
     pub http_body_timeout_ms: u64,
 
     /// How long an idle keep-alive connection stays open.

@@ -78,25 +78,29 @@ impl Entry {
         out
     }
 
-    /// `None` for anything not written by [`Self::encode`] of this version.
-    pub fn decode(bytes: &[u8]) -> Option<Self> {
+    /// `None` for anything not written by [`Self::encode`] of this version. The body shares the
+    /// buffer Redis answered into (no copy of a possibly large page).
+    pub fn decode(bytes: impl Into<Bytes>) -> Option<Self> {
+        let bytes: Bytes = bytes.into();
         let (&version, rest) = bytes.split_first()?;
         if version != Self::VERSION || rest.len() < 16 {
             return None;
         }
         let fresh_until_ms = u64::from_be_bytes(rest[..8].try_into().ok()?);
         let stale_until_ms = u64::from_be_bytes(rest[8..16].try_into().ok()?);
-        let mut rest = &rest[16..];
+        let mut at = 1 + 16;
         let mut text = || -> Option<String> {
-            let len = u16::from_be_bytes(rest.get(..2)?.try_into().ok()?) as usize;
-            let value = std::str::from_utf8(rest.get(2..2 + len)?).ok()?.to_owned();
-            rest = &rest[2 + len..];
+            let len = u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize;
+            let value = std::str::from_utf8(bytes.get(at + 2..at + 2 + len)?)
+                .ok()?
+                .to_owned();
+            at += 2 + len;
             Some(value)
         };
         let etag = text()?;
         let content_type = text()?;
         Some(Entry {
-            body: Bytes::copy_from_slice(rest),
+            body: bytes.slice(at..),
             content_type,
             etag,
             fresh_until_ms,
@@ -117,13 +121,13 @@ mod tests {
             Duration::from_secs(60),
             Duration::from_secs(300),
         );
-        let decoded = Entry::decode(&entry.encode()).unwrap();
+        let decoded = Entry::decode(entry.encode()).unwrap();
         assert_eq!(decoded.body, entry.body);
         assert_eq!(decoded.etag, entry.etag);
         assert_eq!(decoded.content_type, "application/json");
         assert_eq!(decoded.stale_until_ms, entry.fresh_until_ms + 300_000);
-        assert!(Entry::decode(b"").is_none());
-        assert!(Entry::decode(&[2, 0, 0]).is_none());
-        assert!(Entry::decode(&entry.encode()[..20]).is_none());
+        assert!(Entry::decode(Vec::new()).is_none());
+        assert!(Entry::decode(vec![2, 0, 0]).is_none());
+        assert!(Entry::decode(entry.encode()[..20].to_vec()).is_none());
     }
 }

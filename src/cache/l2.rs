@@ -226,7 +226,7 @@ impl Redis {
         let bytes: Option<Vec<u8>> = self
             .bounded(connection.get(self.entry_key(tenant, key)))
             .await?;
-        Ok(bytes.as_deref().and_then(Entry::decode))
+        Ok(bytes.and_then(Entry::decode))
     }
 
     pub async fn set(&self, tenant: TenantId, key: &Key, entry: &Entry) -> RedisResult<()> {
