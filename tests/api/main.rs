@@ -17,6 +17,7 @@ mod logs;
 mod openapi;
 mod paging;
 mod plans;
+mod redis_server;
 mod relations;
 mod reliability;
 mod security;
