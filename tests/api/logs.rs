@@ -10,11 +10,12 @@ use uuid::Uuid;
 use crate::helpers::{minimal, redis_url, TestDatabase};
 
 /// A running `aishacrm serve`, killed by PID when dropped.
-struct Server {
+pub struct Server {
     child: Child,
-    address: String,
+    pub address: String,
     lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
+    /// Every line read so far.
+    pub seen: Vec<String>,
 }
 
 impl Drop for Server {
@@ -25,7 +26,7 @@ impl Drop for Server {
 }
 
 impl Server {
-    fn start(database_url: &str, prefix: &str, secret: &str) -> Server {
+    pub fn start(database_url: &str, prefix: &str, secret: &str) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_aishacrm"))
             .arg("serve")
             .env("DATABASE_URL", database_url)
@@ -55,20 +56,20 @@ impl Server {
             lines,
             seen: Vec::new(),
         };
-        let listening = server.wait_for("listening on http://");
+        let listening = server.wait_for("listening on http://", 0);
         server.address = listening
             .split("listening on ")
             .nth(1)
             .expect("address")
             .trim()
             .to_owned();
-        server.wait_for("[Cache] Redis connected");
+        server.wait_for("[Cache] Redis connected", 0);
         server
     }
 
-    /// Waits (up to 10 s) for a line containing `text`; returns it.
-    fn wait_for(&mut self, text: &str) -> String {
-        if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
+    /// Waits (up to 10 s) for a line containing `text` after the first `from` lines.
+    pub fn wait_for(&mut self, text: &str, from: usize) -> String {
+        if let Some(line) = self.seen.iter().skip(from).find(|line| line.contains(text)) {
             return line.clone();
         }
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -76,7 +77,7 @@ impl Server {
             match self.lines.recv_timeout(left) {
                 Ok(line) => {
                     self.seen.push(line.clone());
-                    if line.contains(text) {
+                    if self.seen.len() > from && line.contains(text) {
                         return line;
                     }
                 }
@@ -121,23 +122,28 @@ async fn hits_misses_invalidations_and_stats_are_logged_as_the_contract_says() {
         .unwrap();
     assert_eq!(created.status().as_u16(), 201);
 
-    one.wait_for(&format!(
-        "[Cache] Miss: opportunities list for tenant {tenant}"
-    ));
-    one.wait_for(&format!(
-        "[Cache] Hit: opportunities list for tenant {tenant} (L1)"
-    ));
-    two.wait_for(&format!(
-        "[Cache] Hit: opportunities list for tenant {tenant} (L2)"
-    ));
-    let local = one.wait_for(&format!(
-        "[Cache] Invalidated: opportunities for tenant {tenant}"
-    ));
+    one.wait_for(
+        &format!("[Cache] Miss: opportunities list for tenant {tenant}"),
+        0,
+    );
+    one.wait_for(
+        &format!("[Cache] Hit: opportunities list for tenant {tenant} (L1)"),
+        0,
+    );
+    two.wait_for(
+        &format!("[Cache] Hit: opportunities list for tenant {tenant} (L2)"),
+        0,
+    );
+    let local = one.wait_for(
+        &format!("[Cache] Invalidated: opportunities for tenant {tenant}"),
+        0,
+    );
     assert!(!local.contains("(remote)"));
-    two.wait_for(&format!(
-        "[Cache] Invalidated: opportunities for tenant {tenant} (remote)"
-    ));
-    let stats = one.wait_for("[Cache] Stats:");
+    two.wait_for(
+        &format!("[Cache] Invalidated: opportunities for tenant {tenant} (remote)"),
+        0,
+    );
+    let stats = one.wait_for("[Cache] Stats:", 0);
     for part in ["hits=", "misses=", "hit_rate="] {
         assert!(stats.contains(part), "{stats}");
     }

@@ -3,9 +3,6 @@
 //! bodies and query strings are refused cleanly, client text never reaches a response header
 //! or a log line, and error bodies never carry SQL or internal text.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -22,6 +19,7 @@ use crate::helpers::{
     into_json, minimal, redis_url, spawn_app, spawn_replicas, RedisPrefix, TestApp, TestDatabase,
     MODULES,
 };
+use crate::logs::Server;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers
@@ -1371,84 +1369,6 @@ async fn edge_inputs_never_answer_5xx_nor_error_bodies_with_internal_text() {
 // ---------------------------------------------------------------------------------------------
 // Log injection, against the real binary's stderr
 // ---------------------------------------------------------------------------------------------
-
-/// A running `aishacrm serve`, killed by PID when dropped.
-struct Server {
-    child: Child,
-    address: String,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn start(database_url: &str, prefix: &str, secret: &str) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_aishacrm"))
-            .arg("serve")
-            .env("DATABASE_URL", database_url)
-            .env("REDIS_URL", redis_url())
-            .env("CACHE_KEY_PREFIX", prefix)
-            .env("JWT_SECRET", secret)
-            .env("BIND", "127.0.0.1:0")
-            .env("WORKERS", "1")
-            .env("CACHE_STATS_LOG_SECS", "1")
-            .env("RUST_LOG", "info")
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("starting aishacrm");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut server = Server {
-            child,
-            address: String::new(),
-            lines,
-            seen: Vec::new(),
-        };
-        let listening = server.wait_for("listening on http://", 0);
-        server.address = listening
-            .split("listening on ")
-            .nth(1)
-            .expect("address")
-            .trim()
-            .to_owned();
-        server.wait_for("[Cache] Redis connected", 0);
-        server
-    }
-
-    /// Waits (up to 10 s) for a line containing `text` after the first `from` lines.
-    fn wait_for(&mut self, text: &str, from: usize) -> String {
-        if let Some(line) = self.seen.iter().skip(from).find(|line| line.contains(text)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if self.seen.len() > from && line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line with {text:?}; saw:\n{}", self.seen.join("\n"));
-    }
-}
 
 #[tokio::test]
 async fn log_lines_never_carry_client_supplied_text() {
