@@ -3,7 +3,8 @@
 
 use std::collections::HashMap;
 use std::future::{ready, Ready};
-use std::sync::Mutex;
+use std::hash::{BuildHasher, DefaultHasher, Hasher, RandomState};
+use std::sync::{Arc, Mutex};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use actix_web::{dev::Payload, http::header, web, FromRequest, HttpMessage, HttpRequest};
@@ -38,12 +39,12 @@ struct Claims {
     exp: u64,
 }
 
-/// Who is calling: resolved once per request from the bearer token.
+/// Who is calling: resolved once per request from the bearer token (cheap to clone).
 #[derive(Debug, Clone)]
 pub struct Principal {
     pub tenant: TenantId,
     pub role: Role,
-    pub sub: String,
+    pub sub: Arc<str>,
 }
 
 impl Principal {
@@ -64,7 +65,41 @@ pub struct JwtKeys {
     /// Tokens whose signature and claims were already checked, with their expiry: a dashboard
     /// sends the same token with every request, and checking it again is most of the cost of
     /// a cache hit.
-    verified: Mutex<HashMap<Box<str>, (Principal, u64)>>,
+    verified: Mutex<Verified>,
+}
+
+/// Verified tokens with their caller and expiry.
+type Verified = HashMap<Box<[u8]>, (Principal, u64), TailHash>;
+
+/// The memo's hasher: it reads only the last bytes of a token (its signature, which differs
+/// between any two tokens), so that a lookup does not hash some 200 bytes; equality still
+/// compares whole tokens. Only tokens whose signature checked out are stored, so a client cannot
+/// crowd a bucket on purpose.
+#[derive(Default)]
+struct TailHash(RandomState);
+
+struct TailHasher(DefaultHasher);
+
+/// How many trailing bytes of a token the memo's hash reads.
+const HASHED_TAIL: usize = 16;
+
+impl BuildHasher for TailHash {
+    type Hasher = TailHasher;
+
+    fn build_hasher(&self) -> TailHasher {
+        TailHasher(self.0.build_hasher())
+    }
+}
+
+impl Hasher for TailHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        self.0
+            .write(&bytes[bytes.len().saturating_sub(HASHED_TAIL)..]);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0.finish()
+    }
 }
 
 /// Most tokens remembered as verified; past it the memory starts over.
@@ -80,7 +115,7 @@ impl JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
-            verified: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::default()),
         }
     }
 
@@ -101,22 +136,27 @@ impl JwtKeys {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
 
-    fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        let now = unix_now();
+    /// The caller of a token verified before and not expired since.
+    fn remembered(&self, token: &[u8]) -> Option<Principal> {
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((principal, exp)) = verified.get(token) {
-            if now < *exp {
-                return Ok(principal.clone());
-            }
-            verified.remove(token);
+        let (principal, exp) = verified.get(token)?;
+        if unix_now() < *exp {
+            return Some(principal.clone());
         }
-        drop(verified);
+        verified.remove(token);
+        None
+    }
+
+    fn verify(&self, token: &str) -> Result<Principal, ApiError> {
+        if let Some(principal) = self.remembered(token.as_bytes()) {
+            return Ok(principal);
+        }
         let (principal, exp) = self.verify_signature(token)?;
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if verified.len() >= VERIFIED_MAX {
             verified.clear();
         }
-        verified.insert(token.into(), (principal.clone(), exp));
+        verified.insert(token.as_bytes().into(), (principal.clone(), exp));
         Ok(principal)
     }
 
@@ -139,7 +179,7 @@ impl JwtKeys {
         let principal = Principal {
             tenant: TenantId(data.claims.tenant_id),
             role: data.claims.role,
-            sub: data.claims.sub,
+            sub: data.claims.sub.into(),
         };
         Ok((principal, data.claims.exp))
     }
@@ -152,6 +192,14 @@ impl JwtKeys {
             .ok_or(ApiError::Unauthorized(
                 "missing Authorization: Bearer token",
             ))?;
+        // The dashboard's case, a token seen before: found without checking the header's text.
+        let remembered = value
+            .as_bytes()
+            .strip_prefix(b"Bearer ")
+            .and_then(|token| self.remembered(token.trim_ascii()));
+        if let Some(principal) = remembered {
+            return Ok(principal);
+        }
         let value = value
             .to_str()
             .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
@@ -188,5 +236,42 @@ impl FromRequest for Principal {
             None => Err(ApiError::internal("JwtKeys missing from app data")),
         };
         ready(result)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(token: &str) -> HttpRequest {
+        actix_web::test::TestRequest::default()
+            .insert_header((header::AUTHORIZATION, format!("Bearer {token}")))
+            .to_http_request()
+    }
+
+    #[test]
+    fn a_token_sharing_a_remembered_signature_is_still_checked() {
+        let keys = JwtKeys::new(b"memo-secret");
+        let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+        let token_a = keys.mint(a, Role::Member, "a", 60).unwrap();
+        let token_b = keys.mint(b, Role::Admin, "b", 60).unwrap();
+        for _ in 0..2 {
+            assert_eq!(keys.principal_of(&request(&token_a)).unwrap().tenant.0, a);
+            let principal = keys.principal_of(&request(&token_b)).unwrap();
+            assert_eq!((principal.tenant.0, principal.role), (b, Role::Admin));
+        }
+        // B's claims under A's signature: the same memo hash as A's token, never A's caller.
+        let (_, signature_a) = token_a.rsplit_once('.').unwrap();
+        let (claims_b, _) = token_b.rsplit_once('.').unwrap();
+        let forged = format!("{claims_b}.{signature_a}");
+        assert!(matches!(
+            keys.principal_of(&request(&forged)),
+            Err(ApiError::Unauthorized(_))
+        ));
+        // A remembered token is refused once expired, memo or not.
+        let short = keys.mint(a, Role::Member, "a", 1).unwrap();
+        assert!(keys.principal_of(&request(&short)).is_ok());
+        std::thread::sleep(std::time::Duration::from_millis(2100));
+        assert!(keys.principal_of(&request(&short)).is_err());
     }
 }

@@ -2,6 +2,7 @@
 //! test process keep separate counts). Labels never carry tenant ids.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::OnceLock;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -26,8 +27,8 @@ pub struct InvalidationLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
-    pub route: String,
-    pub method: String,
+    pub route: &'static str,
+    pub method: &'static str,
     pub status: u16,
 }
 
@@ -39,6 +40,7 @@ fn duration_histogram() -> Histogram {
 /// How a cached route answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
+    // The discriminants index the counters of `cache_slot` (four outcomes).
     Hit,
     Miss,
     Bypass,
@@ -59,6 +61,7 @@ impl Outcome {
 /// Where an answer came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Tier {
+    // The discriminants index the counters of `cache_slot` (three tiers).
     L1,
     L2,
     None,
@@ -74,11 +77,36 @@ impl Tier {
     }
 }
 
+/// The cached modules and operations, for [`cache_slot`].
+const CACHE_MODULES: [&str; 6] = [
+    "accounts",
+    "contacts",
+    "leads",
+    "opportunities",
+    "activities",
+    "dashboard",
+];
+const CACHE_OPERATIONS: [&str; 4] = ["list", "count", "stats", "bundle"];
+const CACHE_SLOTS: usize = CACHE_MODULES.len() * CACHE_OPERATIONS.len() * 4 * 3;
+
+/// The position of a label set among [`CACHE_SLOTS`], if it is one of the known ones.
+fn cache_slot(module: &str, operation: &str, outcome: Outcome, tier: Tier) -> Option<usize> {
+    let module = CACHE_MODULES.iter().position(|known| *known == module)?;
+    let operation = CACHE_OPERATIONS
+        .iter()
+        .position(|known| *known == operation)?;
+    let outcome = outcome as usize;
+    let tier = tier as usize;
+    Some(((module * CACHE_OPERATIONS.len() + operation) * 4 + outcome) * 3 + tier)
+}
+
 /// Every metric of the service, plus plain counters for the admin stats route and the periodic
 /// `[Cache] Stats:` line.
 pub struct Metrics {
     registry: Registry,
     cache_requests: Family<CacheLabels, Counter>,
+    /// The counters of `cache_requests`, each fetched from the family on first use.
+    cache_slots: Box<[OnceLock<Counter>]>,
     invalidations: Family<InvalidationLabels, Counter>,
     pub l1_entries: Gauge,
     pub l1_bytes: Gauge,
@@ -144,6 +172,7 @@ impl Metrics {
         Metrics {
             registry,
             cache_requests,
+            cache_slots: (0..CACHE_SLOTS).map(|_| OnceLock::new()).collect(),
             invalidations,
             l1_entries,
             l1_bytes,
@@ -166,14 +195,20 @@ impl Metrics {
         outcome: Outcome,
         tier: Tier,
     ) {
-        self.cache_requests
-            .get_or_create(&CacheLabels {
-                module,
-                operation,
-                result: outcome.label(),
-                tier: tier.label(),
-            })
-            .inc();
+        let labels = || CacheLabels {
+            module,
+            operation,
+            result: outcome.label(),
+            tier: tier.label(),
+        };
+        // Every cached request counts here: the family's (hashed, locked) lookup happens once per
+        // label set, after which the counter is reached by index.
+        match cache_slot(module, operation, outcome, tier) {
+            Some(slot) => self.cache_slots[slot]
+                .get_or_init(|| self.cache_requests.get_or_create(&labels()).clone())
+                .inc(),
+            None => self.cache_requests.get_or_create(&labels()).inc(),
+        };
         let counter = match (outcome, tier) {
             (Outcome::Hit, Tier::L2) => &self.hits_l2,
             (Outcome::Hit, _) => &self.hits_l1,
@@ -197,7 +232,13 @@ impl Metrics {
         counter.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn http_request(&self, route: String, method: String, status: u16, seconds: f64) {
+    pub fn http_request(
+        &self,
+        route: &'static str,
+        method: &'static str,
+        status: u16,
+        seconds: f64,
+    ) {
         self.http_duration
             .get_or_create(&HttpLabels {
                 route,
@@ -228,5 +269,49 @@ impl Metrics {
             (l1 + l2) as f64 / total as f64
         };
         (l1, l2, misses, rate)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_known_label_set_has_its_own_slot() {
+        let mut seen = std::collections::HashSet::new();
+        for module in CACHE_MODULES {
+            for operation in CACHE_OPERATIONS {
+                for outcome in [Outcome::Hit, Outcome::Miss, Outcome::Bypass, Outcome::Stale] {
+                    for tier in [Tier::L1, Tier::L2, Tier::None] {
+                        let slot = cache_slot(module, operation, outcome, tier).unwrap();
+                        assert!(slot < CACHE_SLOTS);
+                        assert!(seen.insert(slot));
+                    }
+                }
+            }
+        }
+        assert_eq!(cache_slot("widgets", "list", Outcome::Hit, Tier::L1), None);
+    }
+
+    #[test]
+    fn counts_by_slot_and_by_family_land_in_the_same_series() {
+        let metrics = Metrics::new();
+        for _ in 0..3 {
+            metrics.cache_request("leads", "count", Outcome::Hit, Tier::L2);
+        }
+        metrics.cache_request("leads", "other", Outcome::Hit, Tier::L2);
+        let text = metrics.render();
+        assert!(
+            text.contains(
+                r#"aishacrm_cache_requests_total{module="leads",operation="count",result="hit",tier="l2"} 3"#
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                r#"aishacrm_cache_requests_total{module="leads",operation="other",result="hit",tier="l2"} 1"#
+            ),
+            "{text}"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //!
 //! Each property runs a modest number of cases so that the whole binary takes a few seconds.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::str::FromStr;
 
@@ -121,6 +122,17 @@ fn encode(params: &[(String, String)]) -> String {
 fn canonical(route: &Route, raw: &str) -> Vec<(String, String)> {
     canonical_params(route.module, route.operation, raw)
         .unwrap_or_else(|| panic!("{raw:?} is a valid query of {route:?}"))
+        .into_iter()
+        .map(|(name, value)| (name.to_owned(), value.into_owned()))
+        .collect()
+}
+
+/// `params` as [`cache_key`] takes them.
+fn borrowed(params: &[(String, String)]) -> Vec<(&str, Cow<'_, str>)> {
+    params
+        .iter()
+        .map(|(name, value)| (name.as_str(), Cow::Borrowed(value.as_str())))
+        .collect()
 }
 
 /// What the canonical form of `params` must be: sorted by name, `limit` filled in on lists,
@@ -161,7 +173,7 @@ impl KeyParts {
             self.tenant,
             &self.module,
             &self.operation,
-            &self.params,
+            &borrowed(&self.params),
             &self.generations,
         )
     }
@@ -241,8 +253,8 @@ proptest! {
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(&a, &expected_canonical(&route, &params));
         prop_assert_eq!(
-            cache_key(tenant, route.module, route.operation, &a, &generations),
-            cache_key(tenant, route.module, route.operation, &b, &generations)
+            cache_key(tenant, route.module, route.operation, &borrowed(&a), &generations),
+            cache_key(tenant, route.module, route.operation, &borrowed(&b), &generations)
         );
     }
 
@@ -254,7 +266,7 @@ proptest! {
         generations in generations(),
     ) {
         let base = canonical(&route, &encode(&params));
-        let key = cache_key(tenant, route.module, route.operation, &base, &generations);
+        let key = cache_key(tenant, route.module, route.operation, &borrowed(&base), &generations);
         let mut variants: Vec<Vec<(String, String)>> = Vec::new();
         let names: Vec<&str> = params.iter().map(|(name, _)| name.as_str()).collect();
         if route.operation == "list" && !names.contains(&"limit") {
@@ -274,7 +286,7 @@ proptest! {
             let same = canonical(&route, &raw);
             prop_assert_eq!(&same, &base, "{}", raw);
             prop_assert_eq!(
-                cache_key(tenant, route.module, route.operation, &same, &generations),
+                cache_key(tenant, route.module, route.operation, &borrowed(&same), &generations),
                 key,
                 "{}", raw
             );
@@ -299,7 +311,7 @@ proptest! {
     ) {
         prop_assume!(!params.is_empty());
         let base = canonical(&route, &encode(&params));
-        let key = cache_key(tenant, route.module, route.operation, &base, &generations);
+        let key = cache_key(tenant, route.module, route.operation, &borrowed(&base), &generations);
         let index = index % params.len();
 
         // Another value for one parameter.
@@ -315,7 +327,7 @@ proptest! {
         let other = canonical(&route, &encode(&changed));
         prop_assert_ne!(&other, &base);
         prop_assert_ne!(
-            cache_key(tenant, route.module, route.operation, &other, &generations),
+            cache_key(tenant, route.module, route.operation, &borrowed(&other), &generations),
             key
         );
 
@@ -326,7 +338,7 @@ proptest! {
             let other = canonical(&route, &encode(&fewer));
             prop_assert_ne!(&other, &base);
             prop_assert_ne!(
-                cache_key(tenant, route.module, route.operation, &other, &generations),
+                cache_key(tenant, route.module, route.operation, &borrowed(&other), &generations),
                 key
             );
         }
@@ -340,7 +352,7 @@ proptest! {
                 let other = canonical(&route, &encode(&renamed));
                 prop_assert_ne!(&other, &base);
                 prop_assert_ne!(
-                    cache_key(tenant, route.module, route.operation, &other, &generations),
+                    cache_key(tenant, route.module, route.operation, &borrowed(&other), &generations),
                     key
                 );
             }
@@ -372,14 +384,14 @@ proptest! {
         let p1 = vec![("a".to_owned(), format!("{first}&b={second}"))];
         let p2 = vec![("a".to_owned(), first.clone()), ("b".to_owned(), second.clone())];
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &p1, &[1]),
-            cache_key(tenant, "m", "o", &p2, &[1])
+            cache_key(tenant, "m", "o", &borrowed(&p1), &[1]),
+            cache_key(tenant, "m", "o", &borrowed(&p2), &[1])
         );
         let p3 = vec![("a".to_owned(), format!("{first}={second}"))];
         let p4 = vec![(format!("a={first}"), second.clone())];
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &p3, &[1]),
-            cache_key(tenant, "m", "o", &p4, &[1])
+            cache_key(tenant, "m", "o", &borrowed(&p3), &[1]),
+            cache_key(tenant, "m", "o", &borrowed(&p4), &[1])
         );
     }
 
@@ -404,27 +416,27 @@ proptest! {
         );
         // operation + first parameter name
         prop_assert_ne!(
-            cache_key(tenant, "m", &a1, &[(a2.clone(), "v".into())], &generations),
-            cache_key(tenant, "m", &b1, &[(b2.clone(), "v".into())], &generations)
+            cache_key(tenant, "m", &a1, &[(&a2, "v".into())], &generations),
+            cache_key(tenant, "m", &b1, &[(&b2, "v".into())], &generations)
         );
         // parameter name + value
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &[(a1.clone(), a2.clone())], &generations),
-            cache_key(tenant, "m", "o", &[(b1.clone(), b2.clone())], &generations)
+            cache_key(tenant, "m", "o", &[(&a1, Cow::Borrowed(a2.as_str()))], &generations),
+            cache_key(tenant, "m", "o", &[(&b1, Cow::Borrowed(b2.as_str()))], &generations)
         );
         // one value versus two parameters
         let one = vec![("n".to_owned(), text.clone())];
         let two = vec![("n".to_owned(), a1.clone()), (a2.clone(), String::new())];
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &one, &generations),
-            cache_key(tenant, "m", "o", &two, &generations)
+            cache_key(tenant, "m", "o", &borrowed(&one), &generations),
+            cache_key(tenant, "m", "o", &borrowed(&two), &generations)
         );
         // the last parameter value versus the generations
         let mut shifted = generations.clone();
         shifted.pop();
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &[("n".into(), a1.clone())], &generations),
-            cache_key(tenant, "m", "o", &[("n".into(), a1)], &shifted)
+            cache_key(tenant, "m", "o", &[("n", a1.clone().into())], &generations),
+            cache_key(tenant, "m", "o", &[("n", a1.into())], &shifted)
         );
         // the tenant's bytes versus the module
         let tenant_text = String::from_utf8_lossy(tenant.0.as_bytes()).into_owned();
@@ -456,15 +468,15 @@ proptest! {
     ) {
         prop_assume!(tenants.0 != tenants.1);
         let canonical = canonical(&route, &encode(&params));
-        let key = cache_key(tenants.0, route.module, route.operation, &canonical, &generations);
+        let key = cache_key(tenants.0, route.module, route.operation, &borrowed(&canonical), &generations);
         prop_assert_ne!(
-            cache_key(tenants.1, route.module, route.operation, &canonical, &generations),
+            cache_key(tenants.1, route.module, route.operation, &borrowed(&canonical), &generations),
             key
         );
         for other in routes() {
             if other.module != route.module || other.operation != route.operation {
                 prop_assert_ne!(
-                    cache_key(tenants.0, other.module, other.operation, &canonical, &generations),
+                    cache_key(tenants.0, other.module, other.operation, &borrowed(&canonical), &generations),
                     key
                 );
             }
@@ -472,7 +484,7 @@ proptest! {
         let mut bumped = generations.clone();
         bumped[0] = bumped[0].wrapping_add(1);
         prop_assert_ne!(
-            cache_key(tenants.0, route.module, route.operation, &canonical, &bumped),
+            cache_key(tenants.0, route.module, route.operation, &borrowed(&canonical), &bumped),
             key
         );
     }

@@ -2,15 +2,17 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 
 /// A cached 200 answer: the exact bytes, content type and ETag of the miss that stored it, and
 /// until when it is fresh (`fresh_until`) or may still be served by fail-safe (`stale_until`).
+/// The ETag and content type are kept as header values, so that a hit copies no header text.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub body: Bytes,
-    pub content_type: String,
-    pub etag: String,
+    pub content_type: HeaderValue,
+    pub etag: HeaderValue,
     pub fresh_until_ms: u64,
     pub stale_until_ms: u64,
 }
@@ -23,12 +25,14 @@ pub fn now_ms() -> u64 {
 }
 
 /// Strong ETag of a body.
-pub fn etag_of(body: &[u8]) -> String {
-    format!("\"{:x}\"", md5::compute(body))
+pub fn etag_of(body: &[u8]) -> HeaderValue {
+    let text = format!("\"{:x}\"", md5::compute(body));
+    // Quotes and hex digits only: always a valid header value.
+    HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
 impl Entry {
-    pub fn new(body: Bytes, content_type: String, ttl: Duration, fail_safe: Duration) -> Self {
+    pub fn new(body: Bytes, content_type: HeaderValue, ttl: Duration, fail_safe: Duration) -> Self {
         let now = now_ms();
         let fresh_until_ms = now + ttl.as_millis() as u64;
         Entry {
@@ -89,11 +93,11 @@ impl Entry {
         let fresh_until_ms = u64::from_be_bytes(rest[..8].try_into().ok()?);
         let stale_until_ms = u64::from_be_bytes(rest[8..16].try_into().ok()?);
         let mut at = 1 + 16;
-        let mut text = || -> Option<String> {
+        // The header values share the buffer too; a value that is not a valid header is garbage.
+        let mut text = || -> Option<HeaderValue> {
             let len = u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize;
-            let value = std::str::from_utf8(bytes.get(at + 2..at + 2 + len)?)
-                .ok()?
-                .to_owned();
+            let value = bytes.get(at + 2..at + 2 + len)?;
+            let value = HeaderValue::from_maybe_shared(bytes.slice_ref(value)).ok()?;
             at += 2 + len;
             Some(value)
         };
@@ -117,7 +121,7 @@ mod tests {
     fn envelope_round_trips_and_rejects_garbage() {
         let entry = Entry::new(
             Bytes::from_static(b"{\"count\":3}"),
-            "application/json".into(),
+            HeaderValue::from_static("application/json"),
             Duration::from_secs(60),
             Duration::from_secs(300),
         );

@@ -1,5 +1,6 @@
 //! Cache keys: the modules and their generations, canonical query parameters, and the MD5 key.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -7,7 +8,7 @@ use uuid::Uuid;
 
 use crate::auth::TenantId;
 use crate::domain::entities::{self, EntitySpec};
-use crate::domain::query::{allowed_params, parse_params, DEFAULT_LIMIT, MAX_LIMIT};
+use crate::domain::query::MAX_LIMIT;
 
 /// Every module with a generation: the five entities and the dashboard.
 pub const MODULES: [&str; 6] = [
@@ -41,34 +42,77 @@ pub fn dependencies(module: &str) -> &'static [&'static str] {
 /// One generation counter per module of a tenant.
 pub type GenVector = [u64; MODULES.len()];
 
-/// Sorted query parameters with defaults filled in, or `None` when the query is invalid (the
-/// handler then answers 400 and nothing is cached).
-pub fn canonical_params(module: &str, operation: &str, raw: &str) -> Option<Vec<(String, String)>> {
+/// The generations of [`dependencies`]`(module)`, in the same order, out of a tenant's vector.
+pub fn dependency_generations<'a>(module: &str, all: &'a GenVector) -> &'a [u64] {
+    match module_index(module) {
+        Some(index) if dependencies(module).len() == 1 => std::slice::from_ref(&all[index]),
+        _ => all,
+    }
+}
+
+/// Canonical query parameters: `(name, value)` sorted by name, defaults filled in.
+pub type Params = Vec<(&'static str, Cow<'static, str>)>;
+
+/// `DEFAULT_LIMIT` as the text a key carries for it.
+const DEFAULT_LIMIT_TEXT: &str = "50";
+
+/// The `&'static` name of a parameter `module`/`operation` accepts.
+fn accepted(spec: Option<&EntitySpec>, operation: &str, name: &str) -> Option<&'static str> {
+    let paging: &[&'static str] = if operation == "list" {
+        &["limit", "cursor"]
+    } else {
+        &[]
+    };
+    match (spec, operation) {
+        (Some(spec), "list" | "count") => ["q"]
+            .iter()
+            .chain(paging)
+            .copied()
+            .chain(spec.filters.iter().map(|filter| filter.name))
+            .find(|accepted| *accepted == name),
+        (_, "stats") => (name == "account_id").then_some("account_id"),
+        _ => None,
+    }
+}
+
+/// The query's parameters in canonical form, or `None` when the query is invalid (the handler
+/// then answers 400 and nothing is cached). The same rules as the handlers' own parsing
+/// ([`crate::domain::query::parse_params`]): only declared names, each at most once.
+pub fn canonical_params(module: &str, operation: &str, raw: &str) -> Option<Params> {
     let spec: Option<&EntitySpec> = entities::ALL
         .iter()
         .copied()
         .find(|spec| spec.module == module);
-    let allowed: Vec<&str> = match (spec, operation) {
-        (Some(spec), "list") => allowed_params(spec, true),
-        (Some(spec), "count") => allowed_params(spec, false),
-        (_, "stats") => vec!["account_id"],
-        _ => Vec::new(),
-    };
-    let mut params = parse_params(raw, &allowed).ok()?;
+    let mut params = Params::new();
+    // Most dashboard requests carry no query at all.
+    if !raw.is_empty() {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).ok()?;
+        for (name, value) in pairs {
+            let name = accepted(spec, operation, &name)?;
+            if params.iter().any(|(seen, _)| *seen == name) {
+                return None;
+            }
+            params.push((name, Cow::Owned(value)));
+        }
+    }
     if operation == "list" {
-        let limit = match params.get("limit") {
-            Some(text) => text
-                .parse::<i64>()
-                .ok()
-                .filter(|limit| (1..=MAX_LIMIT).contains(limit))?,
-            None => DEFAULT_LIMIT,
+        let limit = match params.iter().position(|(name, _)| *name == "limit") {
+            Some(at) => {
+                let limit = params.swap_remove(at).1.parse::<i64>().ok()?;
+                Cow::Owned(
+                    (1..=MAX_LIMIT)
+                        .contains(&limit)
+                        .then_some(limit)?
+                        .to_string(),
+                )
+            }
+            None => Cow::Borrowed(DEFAULT_LIMIT_TEXT),
         };
-        params.insert("limit".into(), limit.to_string());
+        params.push(("limit", limit));
     }
-    if params.get("q").is_some_and(String::is_empty) {
-        params.remove("q");
-    }
-    Some(params.into_iter().collect())
+    params.retain(|(name, value)| !(*name == "q" && value.is_empty()));
+    params.sort_unstable_by_key(|(name, _)| *name);
+    Some(params)
 }
 
 /// A cache key: MD5 over every part, each written with its length first (and lists with their
@@ -82,7 +126,7 @@ pub fn cache_key(
     tenant: TenantId,
     module: &str,
     operation: &str,
-    params: &[(String, String)],
+    params: &[(&str, Cow<'_, str>)],
     generations: &[u64],
 ) -> Key {
     fn part(context: &mut md5::Context, bytes: &[u8]) {
@@ -106,8 +150,13 @@ pub fn cache_key(
     context.finalize().0
 }
 
-pub fn hex(key: &Key) -> String {
-    key.iter().map(|byte| format!("{byte:02x}")).collect()
+/// Lowercase hex of a key, appended to `out` (every L2 read names its key this way).
+pub fn push_hex(out: &mut String, key: &Key) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    for byte in key {
+        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
+        out.push(char::from(DIGITS[usize::from(byte & 0x0f)]));
+    }
 }
 
 /// This process's view of every tenant's generations. Values only grow while connected (a bus
@@ -225,14 +274,60 @@ mod tests {
             cache_key(t, "ab", "c", &[], &[]),
             cache_key(t, "a", "bc", &[], &[])
         );
-        let p1 = vec![("a".to_owned(), "b&c=d".to_owned())];
-        let p2 = vec![
-            ("a".to_owned(), "b".to_owned()),
-            ("c".to_owned(), "d".to_owned()),
-        ];
+        let p1 = vec![("a", Cow::Borrowed("b&c=d"))];
+        let p2 = vec![("a", Cow::Borrowed("b")), ("c", Cow::Borrowed("d"))];
         assert_ne!(
             cache_key(t, "m", "o", &p1, &[]),
             cache_key(t, "m", "o", &p2, &[])
+        );
+    }
+
+    #[test]
+    fn keys_read_as_lowercase_hex() {
+        let key: Key = [
+            0x00, 0x01, 0x0f, 0x10, 0x7f, 0x80, 0xab, 0xcd, 0xef, 0xff, 0x12, 0x34, 0x56, 0x78,
+            0x9a, 0xbc,
+        ];
+        let mut text = String::from("x:");
+        push_hex(&mut text, &key);
+        let expected: String = key.iter().map(|byte| format!("{byte:02x}")).collect();
+        assert_eq!(text, format!("x:{expected}"));
+    }
+
+    #[test]
+    fn dependency_generations_follow_dependencies() {
+        let all: GenVector = [11, 12, 13, 14, 15, 16];
+        for module in MODULES.iter().copied().chain(["unknown"]) {
+            let expected: Vec<u64> = dependencies(module)
+                .iter()
+                .map(|dependency| all[module_index(dependency).unwrap()])
+                .collect();
+            assert_eq!(dependency_generations(module, &all), expected, "{module}");
+        }
+    }
+
+    #[test]
+    fn the_default_limit_reads_as_an_explicit_one() {
+        assert_eq!(
+            DEFAULT_LIMIT_TEXT,
+            crate::domain::query::DEFAULT_LIMIT.to_string()
+        );
+        assert_eq!(
+            canonical_params("leads", "list", "").unwrap(),
+            canonical_params("leads", "list", "limit=050").unwrap()
+        );
+        assert_eq!(
+            canonical_params("opportunities", "list", "stage=won&q=&limit=7").unwrap(),
+            vec![
+                ("limit", Cow::Borrowed("7")),
+                ("stage", Cow::Borrowed("won"))
+            ]
+        );
+        assert!(canonical_params("opportunities", "list", "limit=5&limit=5").is_none());
+        assert!(canonical_params("opportunities", "stats", "account_id=x&account_id=y").is_none());
+        assert_eq!(
+            canonical_params("opportunities", "stats", "").unwrap(),
+            vec![]
         );
     }
 
@@ -243,7 +338,7 @@ mod tests {
         assert!(canonical_params("opportunities", "list", "color=red").is_none());
         assert_eq!(
             canonical_params("accounts", "count", "q=").unwrap(),
-            Vec::<(String, String)>::new()
+            Params::new()
         );
     }
 

@@ -15,9 +15,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use uuid::Uuid;
 
 use super::entry::Entry;
-use super::key::{hex, GenVector, Key, MODULES};
+use super::key::{push_hex, GenVector, Key, MODULES};
 use crate::auth::TenantId;
 
 /// Where the shared Redis is.
@@ -139,8 +140,21 @@ impl Redis {
     }
 
     /// Cache entries of a tenant share a hash tag, so a cluster keeps them on one slot.
+    /// `<prefix>:{<tenant>}:c:<hex key>`, built without the formatting machinery: it is named on
+    /// every L2 read.
     fn entry_key(&self, tenant: TenantId, key: &Key) -> String {
-        format!("{}:{{{}}}:c:{}", self.prefix, tenant, hex(key))
+        let mut name = String::with_capacity(self.prefix.len() + 2 + 36 + 4 + 32);
+        name.push_str(&self.prefix);
+        name.push_str(":{");
+        name.push_str(
+            tenant
+                .0
+                .hyphenated()
+                .encode_lower(&mut Uuid::encode_buffer()),
+        );
+        name.push_str("}:c:");
+        push_hex(&mut name, key);
+        name
     }
 
     fn generations_key(&self, tenant: TenantId) -> String {

@@ -4,7 +4,7 @@
 
 use actix_web::body::{to_bytes, BoxBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
-use actix_web::http::header;
+use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::http::StatusCode;
 use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, Error, HttpMessage, HttpRequest, HttpResponse};
@@ -108,14 +108,17 @@ fn wants_fresh(req: &HttpRequest) -> bool {
 }
 
 /// Whether `If-None-Match` names `etag` (or `*`).
-fn not_modified(req: &HttpRequest, etag: &str) -> bool {
+fn not_modified(req: &HttpRequest, etag: &HeaderValue) -> bool {
+    let etag = etag.as_bytes();
     req.headers()
         .get_all(header::IF_NONE_MATCH)
-        .filter_map(|value| value.to_str().ok())
-        .flat_map(|value| value.split(','))
-        .map(str::trim)
-        .any(|candidate| candidate == "*" || candidate == etag)
+        .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
+        .map(<[u8]>::trim_ascii)
+        .any(|candidate| candidate == b"*" || candidate == etag)
 }
+
+static X_CACHE: HeaderName = HeaderName::from_static("x-cache");
+static X_CACHE_TIER: HeaderName = HeaderName::from_static("x-cache-tier");
 
 /// The answer for a cached entry: the stored bytes, or 304 when the client has them.
 fn reply(
@@ -130,17 +133,19 @@ fn reply(
     } else {
         HttpResponse::Ok()
     };
+    // Header names and values ready-made: a hit parses no header text.
     builder
-        .insert_header((header::ETAG, entry.etag.as_str()))
-        .insert_header(("X-Cache", cache));
+        .insert_header((header::ETAG, entry.etag.clone()))
+        .insert_header((X_CACHE.clone(), HeaderValue::from_static(cache)));
     if let Some(tier) = tier {
-        builder.insert_header(("X-Cache-Tier", if tier == Tier::L2 { "L2" } else { "L1" }));
+        let tier = if tier == Tier::L2 { "L2" } else { "L1" };
+        builder.insert_header((X_CACHE_TIER.clone(), HeaderValue::from_static(tier)));
     }
     let response = if unchanged {
         builder.finish()
     } else {
         builder
-            .insert_header((header::CONTENT_TYPE, entry.content_type.as_str()))
+            .insert_header((header::CONTENT_TYPE, entry.content_type.clone()))
             .body(entry.body.clone())
     };
     ServiceResponse::new(req, response)
@@ -150,7 +155,7 @@ fn reply(
 struct Loaded {
     req: HttpRequest,
     status: StatusCode,
-    content_type: String,
+    content_type: HeaderValue,
     body: actix_web::web::Bytes,
     response: HttpResponse<()>,
 }
@@ -161,9 +166,8 @@ async fn read(response: ServiceResponse<BoxBody>) -> Result<Loaded, Error> {
     let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("application/json")
-        .to_owned();
+        .cloned()
+        .unwrap_or_else(|| HeaderValue::from_static("application/json"));
     let (response, body) = response.into_parts();
     let body = to_bytes(body)
         .await

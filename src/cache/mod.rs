@@ -13,10 +13,12 @@ pub mod l1;
 pub mod l2;
 pub mod middleware;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 use rand::Rng;
 use uuid::Uuid;
@@ -26,7 +28,7 @@ use crate::config::Config;
 use crate::metrics::{Metrics, Tier};
 use entry::Entry;
 use flight::Flights;
-use key::{cache_key, dependencies, module_index, Generations, Key, MODULES};
+use key::{cache_key, dependency_generations, module_index, Generations, Key, MODULES};
 use l1::L1;
 use l2::Redis;
 
@@ -102,8 +104,27 @@ impl Cache {
 
     /// The TTL of `module`/`operation`: `CACHE_TTL_<MODULE>_<OPERATION>` or the route's default.
     pub fn ttl(&self, module: &str, operation: &str, default_secs: u64) -> Duration {
-        let name = format!("{}_{}", module.to_uppercase(), operation.to_uppercase());
-        Duration::from_secs(*self.ttl_overrides.get(&name).unwrap_or(&default_secs))
+        // Asked on every cached request: compared in place rather than formatting a name.
+        let upper = |name: &[u8], lower: &str| {
+            name.len() == lower.len()
+                && name
+                    .iter()
+                    .zip(lower.bytes())
+                    .all(|(&a, b)| a == b.to_ascii_uppercase())
+        };
+        let named = |name: &str| {
+            let name = name.as_bytes();
+            name.len() == module.len() + 1 + operation.len()
+                && name[module.len()] == b'_'
+                && upper(&name[..module.len()], module)
+                && upper(&name[module.len() + 1..], operation)
+        };
+        let secs = self
+            .ttl_overrides
+            .iter()
+            .find(|(name, _)| named(name))
+            .map_or(default_secs, |(_, secs)| *secs);
+        Duration::from_secs(secs)
     }
 
     pub fn fail_safe_enabled(&self) -> bool {
@@ -158,19 +179,16 @@ impl Cache {
         tenant: TenantId,
         module: &'static str,
         operation: &'static str,
-        params: &[(String, String)],
+        params: &[(&str, Cow<'_, str>)],
         ttl: Duration,
     ) -> Lookup {
         let all = self.generations_of(tenant).await;
-        let generations: Vec<u64> = dependencies(module)
-            .iter()
-            .filter_map(|dependency| module_index(dependency).map(|index| all[index]))
-            .collect();
+        let generations = dependency_generations(module, &all);
         Lookup {
             tenant,
             module,
             operation,
-            key: cache_key(tenant, module, operation, params, &generations),
+            key: cache_key(tenant, module, operation, params, generations),
             ttl,
         }
     }
@@ -223,7 +241,7 @@ impl Cache {
         &self,
         lookup: &Lookup,
         body: Bytes,
-        content_type: String,
+        content_type: HeaderValue,
     ) -> Option<Arc<Entry>> {
         if body.len() > self.max_entry_bytes {
             return None;

@@ -3,6 +3,7 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
+use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
@@ -71,7 +72,7 @@ async fn warm_one(
     }
     match body.await {
         Ok(body) => cache
-            .store(&lookup, body, "application/json".to_owned())
+            .store(&lookup, body, HeaderValue::from_static("application/json"))
             .await
             .is_some(),
         Err(error) => {

@@ -17,9 +17,11 @@ use crate::domain::query::{parse_count, ListQuery};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
-/// Routes of entity `E` with their cache policy, in the contract's table order. `count` is
-/// registered before `{id}` so that it is not read as an id.
-pub fn routes<E: Entity>(cfg: &mut web::ServiceConfig) {
+/// The collection routes of entity `E` (list, create, count) with their cache policy, in the
+/// contract's table order. [`super::configure`] registers every entity's collection routes before
+/// any record route: a cached read then meets only fixed paths on its way through the router,
+/// never an `{id}` pattern (a regex), and `count` is never read as an id.
+pub fn collection_routes<E: Entity>(cfg: &mut web::ServiceConfig) {
     let module = E::SPEC.module;
     let written: &'static [&'static str] = std::slice::from_ref(&E::SPEC.module);
     let base = format!("/api/v2/{module}");
@@ -41,9 +43,15 @@ pub fn routes<E: Entity>(cfg: &mut web::ServiceConfig) {
                     .wrap(cache_list(module, "count", COUNT_TTL_SECS)),
             )
             .default_service(only("GET")),
-    )
-    .service(
-        web::resource(format!("{base}/{{id}}"))
+    );
+}
+
+/// The record routes of entity `E` (`/{id}`: read, update, delete).
+pub fn record_routes<E: Entity>(cfg: &mut web::ServiceConfig) {
+    let module = E::SPEC.module;
+    let written: &'static [&'static str] = std::slice::from_ref(&E::SPEC.module);
+    cfg.service(
+        web::resource(format!("/api/v2/{module}/{{id}}"))
             .route(web::get().to(get::<E>))
             .route(web::put().to(update::<E>).wrap(invalidate(written)))
             .route(web::patch().to(update::<E>).wrap(invalidate(written)))

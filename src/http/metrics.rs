@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::Method;
 use actix_web::middleware::Next;
 use actix_web::{web, Error, HttpResponse};
 
@@ -31,33 +32,71 @@ async fn render(state: web::Data<AppState>) -> HttpResponse {
 /// The route pattern of a path, for the duration label: the path itself for a static route,
 /// `/api/v2/<entity>/{id}` for a record route, `unmatched` for anything else (never the raw path,
 /// which would carry ids and make the label set unbounded). Computed from the route table instead
-/// of by re-running the router's regexes on every request.
-fn route_label(path: &str) -> String {
-    static STATIC: OnceLock<HashSet<String>> = OnceLock::new();
-    let known = STATIC.get_or_init(|| {
-        super::openapi::document()["paths"]
+/// of by re-running the router's regexes on every request, and never allocating: every label is
+/// made once.
+fn route_label(path: &str) -> &'static str {
+    struct Labels {
+        fixed: HashSet<&'static str>,
+        records: Vec<(&'static str, &'static str)>,
+    }
+    static LABELS: OnceLock<Labels> = OnceLock::new();
+    let labels = LABELS.get_or_init(|| {
+        let fixed = super::openapi::document()["paths"]
             .as_object()
             .map(|paths| {
                 paths
                     .keys()
                     .filter(|path| !path.contains('{'))
-                    .cloned()
+                    .map(|path| &*Box::leak(path.clone().into_boxed_str()))
                     .collect()
             })
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let records = entities::ALL
+            .iter()
+            .map(|spec| {
+                let label = format!("/api/v2/{}/{{id}}", spec.module);
+                (spec.module, &*Box::leak(label.into_boxed_str()))
+            })
+            .collect();
+        Labels { fixed, records }
     });
-    if known.contains(path) {
-        return path.to_owned();
+    if let Some(fixed) = labels.fixed.get(path) {
+        return fixed;
     }
     if let Some((base, id)) = path.rsplit_once('/') {
-        let is_entity = entities::ALL
+        let module = base.strip_prefix("/api/v2/");
+        let record = labels
+            .records
             .iter()
-            .any(|spec| base.strip_prefix("/api/v2/") == Some(spec.module));
-        if is_entity && !id.is_empty() {
-            return format!("{base}/{{id}}");
+            .find(|(entity, _)| module == Some(entity));
+        if let (Some((_, label)), false) = (record, id.is_empty()) {
+            return label;
         }
     }
-    "unmatched".to_owned()
+    "unmatched"
+}
+
+/// The method as a label: the standard ones by name, anything else as `other` (a client may
+/// send any token as a method; the label set stays bounded).
+fn method_label(method: &Method) -> &'static str {
+    const KNOWN: [Method; 9] = [
+        Method::GET,
+        Method::HEAD,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+        Method::OPTIONS,
+        Method::TRACE,
+        Method::CONNECT,
+    ];
+    const NAMES: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN
+        .iter()
+        .position(|known| known == method)
+        .map_or("other", |at| NAMES[at])
 }
 
 /// Observes every request's duration under its route pattern.
@@ -68,7 +107,7 @@ pub async fn track_duration(
     let started = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let route = route_label(req.path());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let response = next.call(req).await?;
     if let Some(state) = state {
         state.metrics.http_request(
@@ -83,7 +122,15 @@ pub async fn track_duration(
 
 #[cfg(test)]
 mod tests {
-    use super::route_label;
+    use super::{method_label, route_label};
+    use actix_web::http::Method;
+
+    #[test]
+    fn methods_outside_the_standard_set_share_one_label() {
+        assert_eq!(method_label(&Method::GET), "GET");
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        assert_eq!(method_label(&Method::from_bytes(b"BREW").unwrap()), "other");
+    }
 
     #[test]
     fn labels_are_route_patterns_never_raw_ids() {

@@ -18,19 +18,25 @@ use crate::db::leads::Leads;
 use crate::db::opportunities::Opportunities;
 use crate::errors::ApiError;
 
-/// Every route of the contract.
+/// Every route of the contract. The router tries them in this order: the cached reads (dashboard,
+/// stats, lists, counts) first and among fixed paths only; the `{id}` patterns last.
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.configure(health::routes)
+    cfg.configure(dashboard::routes)
+        .configure(opportunities::routes)
+        .configure(entities::collection_routes::<Opportunities>)
+        .configure(entities::collection_routes::<Accounts>)
+        .configure(entities::collection_routes::<Contacts>)
+        .configure(entities::collection_routes::<Leads>)
+        .configure(entities::collection_routes::<Activities>)
+        .configure(health::routes)
         .configure(metrics::routes)
         .configure(cache_admin::routes)
         .configure(openapi::routes)
-        .configure(dashboard::routes)
-        .configure(opportunities::routes)
-        .configure(entities::routes::<Accounts>)
-        .configure(entities::routes::<Contacts>)
-        .configure(entities::routes::<Leads>)
-        .configure(entities::routes::<Opportunities>)
-        .configure(entities::routes::<Activities>);
+        .configure(entities::record_routes::<Opportunities>)
+        .configure(entities::record_routes::<Accounts>)
+        .configure(entities::record_routes::<Contacts>)
+        .configure(entities::record_routes::<Leads>)
+        .configure(entities::record_routes::<Activities>);
 }
 
 /// The answer for a known path with a method it does not take: `405` naming the `methods` it
