@@ -99,10 +99,22 @@ pub fn init() {
     let mut builder =
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info"));
     if spawned.is_ok() {
-        // Plain text: no ANSI styling to produce and then strip again for a pipe.
-        builder
-            .target(env_logger::Target::Pipe(Box::new(writer)))
-            .write_style(env_logger::WriteStyle::Never);
+        builder.target(env_logger::Target::Pipe(Box::new(writer)));
     }
+    // env_logger's own layout (`[2026-11-26T10:31:20Z INFO  aishacrm::…] message`) written in
+    // one pass: every cache hit logs a line, and the configurable format's styling and
+    // indentation layers cost as much as the rest of the hit.
+    builder
+        .write_style(env_logger::WriteStyle::Never)
+        .format(|out, record| {
+            writeln!(
+                out,
+                "[{} {:<5} {}] {}",
+                out.timestamp(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
     builder.init();
 }

@@ -1,13 +1,15 @@
 //! L2 and the generation counters in the shared Redis (one server, or a Redis Cluster), through
-//! one reconnecting connection. Every command is bounded by a timeout; the caller treats any
-//! failure as "Redis is down".
+//! reconnecting connections: one per thread that sends commands (each HTTP worker), plus a shared
+//! one the bus opens and the reconnect path uses. Every command is bounded by a timeout; the
+//! caller treats any failure as "Redis is down".
 //!
 //! In a cluster, every key of a tenant carries the tenant as its hash tag (`{<tenant>}`), so an
 //! answer, its generations and every command one operation sends live on one slot. The bus uses
 //! classic pub/sub, which a cluster forwards to every node: a replica may subscribe on any node
 //! and still hear every message (sharded pub/sub would need the channel's slot owner instead).
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::cell::RefCell;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::RwLock;
 use std::time::Duration;
 
@@ -64,7 +66,30 @@ impl ConnectionLike for Shared {
     }
 }
 
+/// Tells the [`Redis`] instances of one process apart (tests run several).
+static NEXT_ID: AtomicU64 = AtomicU64::new(0);
+
+thread_local! {
+    /// This thread's own command connection of each [`Redis`] instance (by id). A connection's
+    /// driver task runs on the runtime that opened it: opened on an HTTP worker, a command's
+    /// request and answer stay on that worker's thread instead of waking another thread twice
+    /// per command (which cost an L2 hit more than the command itself).
+    /// Each with the [`Redis::epoch`] it was opened in: a reconnect of the bus starts a new epoch,
+    /// and connections of an older one (perhaps to a server that has since restarted) are
+    /// replaced on their next use.
+    static LOCAL: RefCell<Vec<Local>> = const { RefCell::new(Vec::new()) };
+}
+
+struct Local {
+    id: u64,
+    epoch: u64,
+    connection: Shared,
+}
+
 pub struct Redis {
+    id: u64,
+    /// Counts (re)connections of the bus; see [`LOCAL`].
+    epoch: AtomicU64,
     target: Target,
     /// One client per node (one for a single server), for pub/sub and administration.
     nodes: Vec<redis::Client>,
@@ -99,6 +124,8 @@ impl Redis {
             )));
         }
         Ok(Redis {
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            epoch: AtomicU64::new(0),
             target,
             nodes,
             next_node: AtomicUsize::new(0),
@@ -166,8 +193,10 @@ impl Redis {
         format!("{}:*:c:*", self.prefix)
     }
 
-    /// Opens (once) the shared connection and checks it answers.
+    /// Opens (once) the shared connection and checks it answers; every thread's own
+    /// connection is opened again on its next use.
     pub async fn connect(&self) -> RedisResult<()> {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         let existing = self.read_connection();
         let mut connection = match existing {
             Some(connection) => connection,
@@ -214,16 +243,49 @@ impl Redis {
         self.connection.read().ok().and_then(|slot| slot.clone())
     }
 
-    /// The connection, only while Redis is considered up.
-    fn connection(&self) -> RedisResult<Shared> {
+    /// A command connection, only while Redis is considered up: this thread's own (opened on
+    /// first use), or the shared one if this thread cannot open its own.
+    async fn connection(&self) -> RedisResult<Shared> {
         if !self.is_up() {
             return Err(RedisError::from(std::io::Error::new(
                 std::io::ErrorKind::NotConnected,
                 "redis is down",
             )));
         }
-        self.read_connection()
-            .ok_or_else(|| RedisError::from(std::io::Error::other("redis not connected")))
+        let epoch = self.epoch.load(Ordering::Acquire);
+        if let Some(local) = self.local_connection(epoch) {
+            return Ok(local);
+        }
+        match tokio::time::timeout(self.timeout * 4, self.open()).await {
+            Ok(Ok(opened)) => Ok(LOCAL.with(|local| {
+                let mut local = local.borrow_mut();
+                local.retain(|entry| entry.id != self.id || entry.epoch >= epoch);
+                // Another request of this thread may have opened one meanwhile: keep the first.
+                match local.iter().find(|entry| entry.id == self.id) {
+                    Some(first) => first.connection.clone(),
+                    None => {
+                        local.push(Local {
+                            id: self.id,
+                            epoch,
+                            connection: opened.clone(),
+                        });
+                        opened
+                    }
+                }
+            })),
+            _ => self.any_connection(),
+        }
+    }
+
+    /// This thread's connection of the current epoch, if it has one.
+    fn local_connection(&self, epoch: u64) -> Option<Shared> {
+        LOCAL.with(|local| {
+            local
+                .borrow()
+                .iter()
+                .find(|entry| entry.id == self.id && entry.epoch == epoch)
+                .map(|entry| entry.connection.clone())
+        })
     }
 
     async fn bounded<T>(
@@ -236,7 +298,7 @@ impl Redis {
     }
 
     pub async fn get(&self, tenant: TenantId, key: &Key) -> RedisResult<Option<Entry>> {
-        let mut connection = self.connection()?;
+        let mut connection = self.connection().await?;
         let bytes: Option<Vec<u8>> = self
             .bounded(connection.get(self.entry_key(tenant, key)))
             .await?;
@@ -248,7 +310,7 @@ impl Redis {
         if millis == 0 {
             return Ok(());
         }
-        let mut connection = self.connection()?;
+        let mut connection = self.connection().await?;
         self.bounded(connection.pset_ex::<_, _, ()>(
             self.entry_key(tenant, key),
             entry.encode(),
@@ -259,7 +321,7 @@ impl Redis {
 
     /// Every generation of a tenant (0 for modules never written).
     pub async fn generations(&self, tenant: TenantId) -> RedisResult<GenVector> {
-        let mut connection = self.connection()?;
+        let mut connection = self.connection().await?;
         let fields: Vec<Option<u64>> = self
             .bounded(
                 redis::cmd("HMGET")
@@ -281,7 +343,8 @@ impl Redis {
         tenant: TenantId,
         indexes: &[usize],
     ) -> RedisResult<Vec<(usize, u64)>> {
-        self.increment_on(self.connection()?, tenant, indexes).await
+        self.increment_on(self.connection().await?, tenant, indexes)
+            .await
     }
 
     /// The connection even while Redis counts as down (the reconnect path replays with it).
@@ -316,7 +379,7 @@ impl Redis {
     }
 
     pub async fn publish(&self, message: &str) -> RedisResult<()> {
-        self.publish_on(self.connection()?, message).await
+        self.publish_on(self.connection().await?, message).await
     }
 
     /// [`Self::publish`] while reconnecting.
