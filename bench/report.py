@@ -81,8 +81,12 @@ def markdown(results):
         f"{settings['warmup']} s warm-up; server workers: {settings['workers']}. "
         f"Tenant `{results['tenant']}` (the largest), list page = `GET {results['ceiling']['path']}` "
         f"({results['ceiling']['page_bytes']:,} bytes). Wall time of the run: {results['wall_seconds']:.0f} s "
-        f"(build included). \"× ceiling\" is a row's throughput over the mean of the two ceiling runs just "
-        f"before and after its group of rows."
+        f"(build included). The ceiling, list from L1 and list from L2 run in {settings['rounds']} rounds "
+        f"of {settings['round_seconds']} s each (every round runs all three back to back, starting one "
+        f"later each round); their figures are the medians of the rounds, and their \"× ceiling\" is the "
+        f"median of the per-round ratios. Hit logging on and off run in rounds the same way. Any other "
+        f"row's \"× ceiling\" is its throughput over the mean of the two ceiling runs just before and after "
+        f"its group of rows."
     )
     lines.append("")
     lines.append("| # | scenario | conns | req/s | × ceiling | p50 ms | p99 ms | errors | served as | target | result |")
@@ -99,8 +103,9 @@ def markdown(results):
 
     ceiling = results["ceiling"]
     summary = ceiling["summary"]
-    row(1, f"ceiling (`examples/ceiling.rs`; mean of {len(ceiling['runs'])} runs, one before the first "
-           f"group and one after each, {fmt_rps(summary['rps_min'])}–{fmt_rps(summary['rps_max'])})", summary)
+    row(1, f"ceiling (`examples/ceiling.rs`; median of {len(ceiling['runs'])} runs: "
+           f"{ceiling.get('list_rounds', 0)} list rounds and one after each later group, "
+           f"{fmt_rps(summary['rps_min'])}–{fmt_rps(summary['rps_max'])})", summary)
     for scenario in results["scenarios"]:
         row(scenario["number"], scenario["label"], scenario, scenario.get("target_text", ""))
     logging = results["logging"]
@@ -148,6 +153,15 @@ def markdown(results):
         f"growth ≤ {mem['l1_max_mb']} + 64 MiB | {flag(targets.get('memory'))} |"
     )
     lines.append("")
+    per_round = []
+    for scenario in results["scenarios"]:
+        if scenario.get("round_ratios"):
+            per_round.append(f"{scenario['short']} × ceiling " + ", ".join(f"{r:.2f}" for r in scenario["round_ratios"]))
+    if results["logging"].get("round_ratios"):
+        per_round.append("hit logging on ÷ off " + ", ".join(f"{r:.3f}" for r in results["logging"]["round_ratios"]))
+    if per_round:
+        lines.append("Per round: " + "; ".join(per_round) + ".")
+        lines.append("")
     routes = sorted(mixed.get("routes", {}).items(), key=lambda item: -item[1]["seconds"])[:8]
     if routes:
         lines.append("Mixed traffic (scenario 6), server-side time per route on both replicas, from `/metrics` "

@@ -18,6 +18,7 @@ import os
 import re
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import threading
@@ -117,7 +118,8 @@ class Bench:
         self.mixed_seconds = env_int("BENCH_MIXED_SECONDS", 20)
         self.invalidation_writes = env_int("BENCH_INVALIDATION_WRITES", 200)
         self.flood_seconds = env_int("BENCH_FLOOD_SECONDS", 15)
-        self.logging_rounds = env_int("BENCH_LOGGING_ROUNDS", 2)
+        self.rounds = env_int("BENCH_ROUNDS", 5)
+        self.round_seconds = env_int("BENCH_ROUND_SECONDS", 5)
         self.mixed_warmup = env_int("BENCH_MIXED_WARMUP", 5)
         self.workers = env_int("WORKERS", 0)
         self.wrk_threads = 2
@@ -320,14 +322,16 @@ class Bench:
         self.token_main = self.admin_token = self.token(self.tenant)
         log(f"benchmark tenant {self.tenant} (largest of {len(self.tenants)})")
 
-    def measure_cached(self, label, server, path, connections, expect):
+    def measure_cached(self, label, server, path, connections, expect, seconds=None, warmup=None):
         """Warm until served as expected, wrk warm-up, then the measured run with the
         instance's cache counters read around it."""
+        seconds = seconds or self.seconds
+        warmup = self.warmup if warmup is None else warmup
         self.warm(server.port, path, expect)
-        if self.warmup:
-            self.wrk(f"{label}-warmup", server.port, path, connections, self.warmup, token=self.token_main)
+        if warmup:
+            self.wrk(f"{label}-warmup", server.port, path, connections, warmup, token=self.token_main)
         before = self.cache_stats(server.port)
-        figures = self.wrk(label, server.port, path, connections, self.seconds, token=self.token_main)
+        figures = self.wrk(label, server.port, path, connections, seconds, token=self.token_main)
         figures["window"] = self.window(before, self.cache_stats(server.port))
         figures["path"] = path
         figures["port"] = server.port
@@ -335,10 +339,12 @@ class Bench:
             f"p99 {figures['p99_ms']:.2f} ms  errors {figures['errors'] or 0}  served {figures['window']}")
         return figures
 
-    def ceiling_run(self, label):
-        if self.warmup:
-            self.wrk(label + "-warmup", PORTS["ceiling"], "/api/v2/opportunities", self.connections, self.warmup)
-        figures = self.wrk(label, PORTS["ceiling"], "/api/v2/opportunities", self.connections, self.seconds)
+    def ceiling_run(self, label, seconds=None, warmup=None):
+        seconds = seconds or self.seconds
+        warmup = self.warmup if warmup is None else warmup
+        if warmup:
+            self.wrk(label + "-warmup", PORTS["ceiling"], "/api/v2/opportunities", self.connections, warmup)
+        figures = self.wrk(label, PORTS["ceiling"], "/api/v2/opportunities", self.connections, seconds)
         log(f"{label:<16} c={self.connections:<3} {figures['rps']:>10,.0f} req/s  p50 {figures['p50_ms']:.2f} ms  "
             f"p99 {figures['p99_ms']:.2f} ms  errors {figures['errors'] or 0}")
         return figures
@@ -368,13 +374,44 @@ class Bench:
 
         l2 = self.start_server("l2", CACHE_L1_MAX_MB=0)
         off = self.start_server("off", CACHE_ENABLED="false")
+        logging_on = self.start_server("logging", RUST_LOG="info")
         servers = {"L1": l1, "L2": l2, "off": off}
+        tier_numbers = {"L1": 2, "L2": 3, "off": 4}
+        tier_names = {"L1": "from L1", "L2": "from L2 (CACHE_L1_MAX_MB=0)", "off": "cache off (CACHE_ENABLED=false)"}
 
-        # The ceiling is measured before the first group of scenarios and after each group; a
-        # scenario's "× ceiling" is its throughput over the mean of the two ceiling runs around
-        # its group, so that load drifting on the machine during the run hits both alike.
-        ceiling_runs = [self.ceiling_run("ceiling-1")]
+        def describe(figures, route, path, tier):
+            figures.update(
+                id=f"{route}-{tier.lower()}", route=route, tier=tier, number=tier_numbers[tier],
+                label=f"{route} `{path.replace('/api/v2/', '')}`, {tier_names[tier]}",
+                short=f"{route} {tier}", color=tier,
+            )
+            return figures
 
+        # The rows with targets relative to another run (list from L1 and L2 against the ceiling,
+        # hit logging on against off) are measured in rounds: each round runs every contender once,
+        # back to back, in an order that rotates from round to round, and a row's ratio is the
+        # median of its per-round ratios. Load drifting on the machine then hits both sides of each
+        # ratio alike, and one disturbed run cannot decide a verdict.
+        quick = {"seconds": self.round_seconds, "warmup": 1}
+        list_rounds = self.interleaved("list", {
+            "ceiling": lambda label: self.ceiling_run(label, **quick),
+            "L1": lambda label: self.measure_cached(label, l1, list_path, self.connections, "L1", **quick),
+            "L2": lambda label: self.measure_cached(label, l2, list_path, self.connections, "L2", **quick),
+        })
+        ceiling_runs = list(list_rounds["ceiling"])
+        scenarios = []
+        for tier in ("L1", "L2"):
+            figures = median_of(list_rounds[tier])
+            ratios = [run["rps"] / ceiling["rps"] for run, ceiling in zip(list_rounds[tier], list_rounds["ceiling"])]
+            figures["round_ratios"] = ratios
+            figures["ratio_to_ceiling"] = statistics.median(ratios)
+            figures["ceiling_rps"] = statistics.median(run["rps"] for run in list_rounds["ceiling"])
+            scenarios.append(describe(figures, "list", list_path, tier))
+        figures = self.measure_cached("list-off", off, list_path, self.connections, "BYPASS")
+        scenarios.append(describe(figures, "list", list_path, "off"))
+
+        # The other routes: a ratio to their own cache-off throughput; "× ceiling" for them is over
+        # the mean of the two ceiling runs around their group.
         def bracket(group):
             ceiling_runs.append(self.ceiling_run(f"ceiling-{len(ceiling_runs) + 1}"))
             around = (ceiling_runs[-2]["rps"] + ceiling_runs[-1]["rps"]) / 2
@@ -382,36 +419,24 @@ class Bench:
                 figures["ceiling_rps"] = around
                 figures["ratio_to_ceiling"] = figures["rps"] / around if around else None
 
-        scenarios = []
-        tier_numbers = {"L1": 2, "L2": 3, "off": 4}
-        tier_names = {"L1": "from L1", "L2": "from L2 (CACHE_L1_MAX_MB=0)", "off": "cache off (CACHE_ENABLED=false)"}
-        for route, path in ROUTES:
+        bracket([scenarios[-1]])
+        for route, path in ROUTES[1:]:
             group = []
             for tier in ("L1", "L2", "off"):
                 connections = self.connections
-                if tier == "off" and route != "list":
+                if tier == "off":
                     connections = self.off_connections
                 expect = "BYPASS" if tier == "off" else tier
                 figures = self.measure_cached(f"{route}-{tier.lower()}", servers[tier], path, connections, expect)
-                figures.update(
-                    id=f"{route}-{tier.lower()}", route=route, tier=tier, number=tier_numbers[tier],
-                    label=f"{route} `{path.replace('/api/v2/', '')}`, {tier_names[tier]}",
-                    short=f"{route} {tier}", color=tier,
-                )
-                group.append(figures)
+                group.append(describe(figures, route, path, tier))
             bracket(group)
             scenarios += group
 
-        # 5: hit logging on (RUST_LOG=info, stderr to a file) and off (RUST_LOG=warn), in the order
-        # on off, off on, on off, ... (ABBA), so that load drifting on the machine hits both alike
-        logging_on = self.start_server("logging", RUST_LOG="info")
-        rounds = {"on": [], "off": []}
-        for round_number in range(max(1, self.logging_rounds)):
-            order = ("on", "off") if round_number % 2 == 0 else ("off", "on")
-            for kind in order:
-                server = logging_on if kind == "on" else l1
-                rounds[kind].append(self.measure_cached(f"logging-{kind}-{round_number + 1}", server, list_path,
-                                                        self.connections, "L1"))
+        # 5: hit logging on (RUST_LOG=info, stderr to a file) and off (RUST_LOG=warn), in rounds
+        logging_rounds = self.interleaved("logging", {
+            "on": lambda label: self.measure_cached(label, logging_on, list_path, self.connections, "L1", **quick),
+            "off": lambda label: self.measure_cached(label, l1, list_path, self.connections, "L1", **quick),
+        })
         self.stop_server("logging")
         hit_lines = dropped = 0
         with open(logging_on.log_path, "rb") as server_log:
@@ -420,19 +445,22 @@ class Bench:
                     hit_lines += 1
                 elif line.startswith(b"[log] "):
                     dropped += int(line.split()[1])
-        on, off_figures = mean_of(rounds["on"]), mean_of(rounds["off"])
-        count = len(rounds["on"])
+        on, off_figures = median_of(logging_rounds["on"]), median_of(logging_rounds["off"])
+        logging_ratios = [a["rps"] / b["rps"] for a, b in zip(logging_rounds["on"], logging_rounds["off"])]
+        count = len(logging_ratios)
         on.update(id="logging-on", short="list L1 log on", color="L1",
-                  label=f"list from L1, hit logging on (RUST_LOG=info, stderr to a file; mean of {count} runs)")
+                  label=f"list from L1, hit logging on (RUST_LOG=info, stderr to a file; median of {count} rounds)")
         off_figures.update(id="logging-off", short="list L1 log off", color="L1",
-                           label=f"list from L1, hit logging off (RUST_LOG=warn; mean of {count} runs, "
+                           label=f"list from L1, hit logging off (RUST_LOG=warn; median of {count} rounds, "
                                  "alternated with on)")
-        bracket([on, off_figures])
+        for figures in (on, off_figures):
+            figures["ceiling_rps"] = scenarios[0]["ceiling_rps"]
+            figures["ratio_to_ceiling"] = figures["rps"] / figures["ceiling_rps"]
         self.stop(ceiling)
         for key in ("l1", "l2", "off"):
             self.stop_server(key)
 
-        summary = {key: sum(run[key] for run in ceiling_runs) / len(ceiling_runs)
+        summary = {key: statistics.median(run[key] for run in ceiling_runs)
                    for key in ("rps", "p50_ms", "p99_ms")}
         summary.update(connections=self.connections, errors={}, id="ceiling", color="ceiling", ratio_to_ceiling=1.0,
                        requests=sum(run["requests"] for run in ceiling_runs),
@@ -442,11 +470,23 @@ class Bench:
             for kind, count in run["errors"].items():
                 summary["errors"][kind] = summary["errors"].get(kind, 0) + count
         self.results["ceiling"] = {"runs": ceiling_runs, "summary": summary, "path": list_path,
-                                   "page_bytes": len(page), "etag": headers.get("etag")}
+                                   "page_bytes": len(page), "etag": headers.get("etag"),
+                                   "list_rounds": len(list_rounds["ceiling"])}
         self.results["scenarios"] = scenarios
         self.results["logging"] = {"on": on, "off": off_figures, "hit_lines": hit_lines,
-                                   "dropped_lines": dropped,
-                                   "ratio": on["rps"] / off_figures["rps"] if off_figures["rps"] else None}
+                                   "dropped_lines": dropped, "round_ratios": logging_ratios,
+                                   "ratio": statistics.median(logging_ratios)}
+
+    def interleaved(self, label, contenders):
+        """Runs every contender (name -> function of a run label, returning its figures) once per
+        round for BENCH_ROUNDS rounds, starting each round one contender later than the last."""
+        names = list(contenders)
+        runs = {name: [] for name in names}
+        for number in range(max(1, self.rounds)):
+            shift = number % len(names)
+            for name in names[shift:] + names[:shift]:
+                runs[name].append(contenders[name](f"{label}-{name.lower()}-{number + 1}"))
+        return runs
 
     def tenant_data(self):
         """The Lua chunk of the tenants (rank order), their tokens and a few record ids."""
@@ -731,6 +771,7 @@ class Bench:
                   "load_at_measure": self.load_at_measure, "uname": " ".join(os.uname())},
             settings={
                 "seconds": self.seconds, "warmup": self.warmup, "connections": self.connections,
+                "rounds": self.rounds, "round_seconds": self.round_seconds,
                 "off_connections": self.off_connections, "mixed_seconds": self.mixed_seconds,
                 "invalidation_writes": self.invalidation_writes, "flood_seconds": self.flood_seconds,
                 "wrk_threads": self.wrk_threads,
@@ -793,9 +834,10 @@ class Bench:
         self.finish()
 
 
-def mean_of(runs):
-    """The mean of several wrk runs of one scenario (rates and percentiles averaged, counts summed)."""
-    merged = {key: sum(run[key] for run in runs) / len(runs)
+def median_of(runs):
+    """The median of several wrk runs of one scenario (rates and percentiles each the median of the
+    runs', counts summed)."""
+    merged = {key: statistics.median(run[key] for run in runs)
               for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mb_per_s")}
     merged["max_ms"] = max(run["max_ms"] for run in runs)
     merged["requests"] = sum(run["requests"] for run in runs)
