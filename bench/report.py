@@ -116,6 +116,14 @@ def markdown(results):
             extra = f"; {logging['hit_lines']:,} hit lines in its log, {logging['dropped_lines']:,} dropped"
         row(5, scenario["label"], scenario, scenario.get("target_text", ""), extra=extra)
 
+    isolated = results.get("isolated")
+    if isolated:
+        row("1i", f"ceiling isolated: one worker on CPU 0, wrk -t1 on CPU 1 (median of "
+                  f"{len(isolated['round_ratios'])} rounds)", isolated["ceiling"])
+        row("2i", "list from L1 isolated: one worker on CPU 0, wrk -t1 on CPU 1 (median of rounds, "
+                  "alternated with the ceiling)", dict(isolated["l1"], ratio_to_ceiling=isolated["ratio"]),
+            "p99 ≤ 2 ms", row_id="list-l1")
+
     mixed = results["mixed"]
     for replica in mixed["replicas"]:
         row(6, replica["label"], replica, "")
@@ -157,6 +165,8 @@ def markdown(results):
     for scenario in results["scenarios"]:
         if scenario.get("round_ratios"):
             per_round.append(f"{scenario['short']} × ceiling " + ", ".join(f"{r:.2f}" for r in scenario["round_ratios"]))
+    if isolated:
+        per_round.append("list L1 isolated × ceiling isolated " + ", ".join(f"{r:.2f}" for r in isolated["round_ratios"]))
     if results["logging"].get("round_ratios"):
         per_round.append("hit logging on ÷ off " + ", ".join(f"{r:.3f}" for r in results["logging"]["round_ratios"]))
     if per_round:
@@ -193,6 +203,9 @@ def svg(results):
     rows = [("ceiling", results["ceiling"]["summary"])]
     rows += [(scenario["short"], scenario) for scenario in results["scenarios"]]
     rows += [(results["logging"][key]["short"], results["logging"][key]) for key in ("on", "off")]
+    if results.get("isolated"):
+        rows += [("ceiling isolated", dict(results["isolated"]["ceiling"], color="ceiling")),
+                 ("list L1 isolated", dict(results["isolated"]["l1"], color="L1"))]
     rows += [(replica["short"], replica) for replica in results["mixed"]["replicas"]]
     ceiling_rps = results["ceiling"]["summary"]["rps"]
 

@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import statistics
@@ -41,6 +42,8 @@ PORTS = {
     "l2": 18302,
     "off": 18303,
     "logging": 18304,
+    "ceiling_pinned": 18305,
+    "l1_pinned": 18306,
     "replica_a": 18311,
     "replica_b": 18312,
     "memory": 18321,
@@ -179,7 +182,7 @@ class Bench:
             time.sleep(0.1)
         raise RuntimeError(f"the server on port {port} did not become ready; log:\n{tail(log_path)}")
 
-    def start_server(self, key, **overrides):
+    def start_server(self, key, cpus=None, **overrides):
         port = PORTS[key]
         if port_in_use(port):
             raise RuntimeError(f"port {port} is already in use: another process would be measured")
@@ -194,7 +197,7 @@ class Bench:
         )
         env.update({name: str(value) for name, value in overrides.items()})
         log_path = os.path.join(self.work, f"server-{key}.log")
-        process = self.spawn([BIN, "serve"], env, log_path)
+        process = self.spawn(pinned(cpus, [BIN, "serve"]), env, log_path)
 
         def ready(body):
             answer = json.loads(body)
@@ -209,8 +212,8 @@ class Bench:
 
     # ---- wrk ---------------------------------------------------------------------------------
 
-    def wrk_argv(self, port, path, connections, seconds, token, script, threads, args):
-        argv = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
+    def wrk_argv(self, port, path, connections, seconds, token, script, threads, args, cpus=None):
+        argv = pinned(cpus, ["wrk"]) + [f"-t{threads}", f"-c{connections}", f"-d{seconds}s", "--latency",
                 "--timeout", "10s", "-s", script]
         if token:
             argv += ["-H", f"Authorization: Bearer {token}"]
@@ -219,10 +222,11 @@ class Bench:
             argv += ["--"] + [str(arg) for arg in args]
         return argv
 
-    def wrk_start(self, label, port, path, connections, seconds, token=None, script=None, threads=None, args=()):
+    def wrk_start(self, label, port, path, connections, seconds, token=None, script=None, threads=None, args=(),
+                  cpus=None):
         script = script or os.path.join(HERE, "wrk", "report.lua")
         threads = min(threads or self.wrk_threads, connections)
-        argv = self.wrk_argv(port, path, connections, seconds, token, script, threads, args)
+        argv = self.wrk_argv(port, path, connections, seconds, token, script, threads, args, cpus)
         out_path = os.path.join(self.work, f"wrk-{label}.txt")
         process = self.spawn(argv, log_path=out_path)
         process.bench_label, process.bench_out, process.bench_seconds = label, out_path, seconds
@@ -322,16 +326,16 @@ class Bench:
         self.token_main = self.admin_token = self.token(self.tenant)
         log(f"benchmark tenant {self.tenant} (largest of {len(self.tenants)})")
 
-    def measure_cached(self, label, server, path, connections, expect, seconds=None, warmup=None):
+    def measure_cached(self, label, server, path, connections, expect, seconds=None, warmup=None, **wrk):
         """Warm until served as expected, wrk warm-up, then the measured run with the
         instance's cache counters read around it."""
         seconds = seconds or self.seconds
         warmup = self.warmup if warmup is None else warmup
         self.warm(server.port, path, expect)
         if warmup:
-            self.wrk(f"{label}-warmup", server.port, path, connections, warmup, token=self.token_main)
+            self.wrk(f"{label}-warmup", server.port, path, connections, warmup, token=self.token_main, **wrk)
         before = self.cache_stats(server.port)
-        figures = self.wrk(label, server.port, path, connections, seconds, token=self.token_main)
+        figures = self.wrk(label, server.port, path, connections, seconds, token=self.token_main, **wrk)
         figures["window"] = self.window(before, self.cache_stats(server.port))
         figures["path"] = path
         figures["port"] = server.port
@@ -339,12 +343,13 @@ class Bench:
             f"p99 {figures['p99_ms']:.2f} ms  errors {figures['errors'] or 0}  served {figures['window']}")
         return figures
 
-    def ceiling_run(self, label, seconds=None, warmup=None):
+    def ceiling_run(self, label, seconds=None, warmup=None, port=None, **wrk):
         seconds = seconds or self.seconds
         warmup = self.warmup if warmup is None else warmup
+        port = port or PORTS["ceiling"]
         if warmup:
-            self.wrk(label + "-warmup", PORTS["ceiling"], "/api/v2/opportunities", self.connections, warmup)
-        figures = self.wrk(label, PORTS["ceiling"], "/api/v2/opportunities", self.connections, seconds)
+            self.wrk(label + "-warmup", port, "/api/v2/opportunities", self.connections, warmup, **wrk)
+        figures = self.wrk(label, port, "/api/v2/opportunities", self.connections, seconds, **wrk)
         log(f"{label:<16} c={self.connections:<3} {figures['rps']:>10,.0f} req/s  p50 {figures['p50_ms']:.2f} ms  "
             f"p99 {figures['p99_ms']:.2f} ms  errors {figures['errors'] or 0}")
         return figures
@@ -358,19 +363,8 @@ class Bench:
         page_path = os.path.join(self.work, "page.json")
         with open(page_path, "wb") as out:
             out.write(page)
-        if port_in_use(PORTS["ceiling"]):
-            raise RuntimeError(f"port {PORTS['ceiling']} is already in use")
-        ceiling_env = dict(os.environ, BIND=f"{HOST}:{PORTS['ceiling']}", WORKERS=str(self.workers),
-                           CEILING_BODY_FILE=page_path,
-                           CEILING_CONTENT_TYPE=headers.get("content-type", "application/json"),
-                           CEILING_ETAG=headers.get("etag", ""))
-        ceiling_log = os.path.join(self.work, "server-ceiling.log")
-        ceiling = self.spawn([CEILING_BIN], ceiling_env, ceiling_log)
-        self.wait_ready(PORTS["ceiling"], ceiling, ceiling_log, path="/")
-        status, _, same = request(PORTS["ceiling"], list_path)
-        if status != 200 or same != page:
-            raise RuntimeError("the ceiling does not answer the list page's bytes")
-        log(f"started ceiling on {PORTS['ceiling']} (pid {ceiling.pid}) with the {len(page):,}-byte list page")
+        self.page = (page_path, page, headers)
+        ceiling = self.start_ceiling("ceiling", self.workers)
 
         l2 = self.start_server("l2", CACHE_L1_MAX_MB=0)
         off = self.start_server("off", CACHE_ENABLED="false")
@@ -476,6 +470,54 @@ class Bench:
         self.results["logging"] = {"on": on, "off": off_figures, "hit_lines": hit_lines,
                                    "dropped_lines": dropped, "round_ratios": logging_ratios,
                                    "ratio": statistics.median(logging_ratios)}
+
+    def start_ceiling(self, key, workers, cpus=None):
+        """The ceiling on PORTS[key], answering the list page that throughput_phase fetched."""
+        page_path, page, headers = self.page
+        port = PORTS[key]
+        if port_in_use(port):
+            raise RuntimeError(f"port {port} is already in use")
+        env = dict(os.environ, BIND=f"{HOST}:{port}", WORKERS=str(workers), CEILING_BODY_FILE=page_path,
+                   CEILING_CONTENT_TYPE=headers.get("content-type", "application/json"),
+                   CEILING_ETAG=headers.get("etag", ""))
+        log_path = os.path.join(self.work, f"server-{key}.log")
+        process = self.spawn(pinned(cpus, [CEILING_BIN]), env, log_path)
+        self.wait_ready(port, process, log_path, path="/")
+        status, _, same = request(port, "/api/v2/opportunities")
+        if status != 200 or same != page:
+            raise RuntimeError("the ceiling does not answer the list page's bytes")
+        log(f"started {key} on {port} (pid {process.pid}) with the {len(page):,}-byte list page")
+        return process
+
+    def isolated_phase(self):
+        """The list from L1 and the ceiling again, each with one worker on CPU 0 while wrk (one
+        thread) runs on CPU 1. With wrk and the servers sharing both cores, the scheduler's time
+        slices between them make every server's p99 at 64 connections several milliseconds (the
+        ceiling's too); here the latency is the server's own."""
+        if (os.cpu_count() or 1) < 2 or not shutil.which("taskset"):
+            log("isolated latency: skipped (needs two cores and taskset)")
+            return
+        ceiling = self.start_ceiling("ceiling_pinned", 1, cpus="0")
+        l1 = self.start_server("l1_pinned", cpus="0", WORKERS=1)
+        list_path = ROUTES[0][1]
+        pin = {"seconds": self.round_seconds, "warmup": 1, "threads": 1, "cpus": "1"}
+        rounds = self.interleaved("isolated", {
+            "ceiling": lambda label: self.ceiling_run(label, port=PORTS["ceiling_pinned"], **pin),
+            "L1": lambda label: self.measure_cached(label, l1, list_path, self.connections, "L1", **pin),
+        })
+        self.stop(ceiling)
+        self.stop_server("l1_pinned")
+        ratios = [a["rps"] / b["rps"] for a, b in zip(rounds["L1"], rounds["ceiling"])]
+        self.results["isolated"] = {
+            "ceiling": median_of(rounds["ceiling"], window=False),
+            "l1": median_of(rounds["L1"]),
+            "round_ratios": ratios,
+            "ratio": statistics.median(ratios),
+            "connections": self.connections,
+        }
+        log(f"isolated: list from L1 {statistics.median(ratios):.2f} × ceiling, p99 "
+            f"{self.results['isolated']['l1']['p99_ms']:.2f} ms (ceiling "
+            f"{self.results['isolated']['ceiling']['p99_ms']:.2f} ms)")
 
     def interleaved(self, label, contenders):
         """Runs every contender (name -> function of a run label, returning its figures) once per
@@ -701,10 +743,21 @@ class Bench:
             targets.append({"row": row, "pass": bool(passed), "text": text, "value": value})
 
         list_l1 = by_id["list-l1"]
-        add("list-l1", list_l1["ratio_to_ceiling"] >= 0.8 and list_l1["p99_ms"] <= 2.0,
+        isolated = r.get("isolated")
+        if isolated:
+            # The p99 half is judged where the latency is the server's own (see isolated_phase).
+            p99 = isolated["l1"]["p99_ms"]
+            where = (f"p99 {p99:.2f} ms with the server on one core and wrk on the other (ceiling there: p99 "
+                     f"{isolated['ceiling']['p99_ms']:.2f} ms, and list from L1 {isolated['ratio']:.2f} × it); "
+                     f"with wrk sharing both cores, p99 {list_l1['p99_ms']:.2f} ms (ceiling "
+                     f"{r['ceiling']['summary']['p99_ms']:.2f} ms)")
+        else:
+            p99 = list_l1["p99_ms"]
+            where = f"p99 {p99:.2f} ms"
+        add("list-l1", list_l1["ratio_to_ceiling"] >= 0.8 and p99 <= 2.0,
             f"list from L1 ≥ 0.8 × ceiling with p99 ≤ 2 ms at {list_l1['connections']} connections: "
-            f"{list_l1['ratio_to_ceiling']:.2f} ×, p99 {list_l1['p99_ms']:.2f} ms",
-            {"ratio": list_l1["ratio_to_ceiling"], "p99_ms": list_l1["p99_ms"]})
+            f"{list_l1['ratio_to_ceiling']:.2f} ×; {where}",
+            {"ratio": list_l1["ratio_to_ceiling"], "p99_ms": p99})
         list_l1["target_text"] = "≥ 0.8 × ceiling, p99 ≤ 2 ms"
         list_l2 = by_id["list-l2"]
         add("list-l2", list_l2["ratio_to_ceiling"] >= 0.4,
@@ -794,7 +847,12 @@ class Bench:
                          "other load on the machine varied during the run (each row's × ceiling uses the two "
                          "ceiling runs around its group).")
         ceiling_p99 = r["ceiling"]["summary"]["p99_ms"]
-        if ceiling_p99 > 2.0:
+        if ceiling_p99 > 2.0 and r.get("isolated"):
+            notes.append(f"With wrk and the servers sharing both cores, the ceiling itself has p99 {ceiling_p99:.2f} ms "
+                         f"at {self.connections} connections: the scheduler's time slices between wrk and the "
+                         "servers, not the servers, make that tail. The p99 half of the L1 list target is therefore "
+                         "judged on the isolated runs (scenario 2i: one server worker on CPU 0, wrk on CPU 1).")
+        elif ceiling_p99 > 2.0:
             notes.append(f"The ceiling itself has p99 {ceiling_p99:.2f} ms at {self.connections} connections here "
                          "(wrk and the server share the cores), so the 2 ms p99 target of the L1 list cannot be "
                          "met on this machine by any server (list from L1: p99 "
@@ -829,28 +887,33 @@ class Bench:
         self.load_before = [float(x) for x in before] if len(before) == 3 else self.load_at_measure
         self.prepare()
         self.throughput_phase()
+        self.isolated_phase()
         self.mixed_phase()
         self.memory_phase()
         self.finish()
 
 
-def median_of(runs):
+def pinned(cpus, argv):
+    """`argv` run on the given CPUs only (taskset), or as it is."""
+    return ["taskset", "-c", cpus] + argv if cpus else argv
+
+
+def median_of(runs, window=True):
     """The median of several wrk runs of one scenario (rates and percentiles each the median of the
-    runs', counts summed)."""
+    runs', counts summed); `window=False` for runs without cache counters (the ceiling)."""
     merged = {key: statistics.median(run[key] for run in runs)
               for key in ("rps", "p50_ms", "p90_ms", "p99_ms", "p999_ms", "mb_per_s")}
     merged["max_ms"] = max(run["max_ms"] for run in runs)
     merged["requests"] = sum(run["requests"] for run in runs)
     merged["connections"] = runs[0]["connections"]
     merged["errors"] = {}
-    merged["window"] = {key: 0 for key in runs[0]["window"]}
     for run in runs:
         for kind, count in run["errors"].items():
             merged["errors"][kind] = merged["errors"].get(kind, 0) + count
-        for key, count in run["window"].items():
-            merged["window"][key] += count
     merged["runs"] = runs
-    merged["path"], merged["port"] = runs[0]["path"], runs[0]["port"]
+    if window:  # runs of the service (the ceiling has no cache counters)
+        merged["window"] = {key: sum(run["window"][key] for run in runs) for key in runs[0]["window"]}
+        merged["path"], merged["port"] = runs[0]["path"], runs[0]["port"]
     return merged
 
 
