@@ -11,6 +11,8 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
+use crate::cache::key::MODULES;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
     pub module: &'static str,
@@ -77,21 +79,13 @@ impl Tier {
     }
 }
 
-/// The cached modules and operations, for [`cache_slot`].
-const CACHE_MODULES: [&str; 6] = [
-    "accounts",
-    "contacts",
-    "leads",
-    "opportunities",
-    "activities",
-    "dashboard",
-];
+/// The cached operations, for [`cache_slot`] (the modules are the cache's [`MODULES`]).
 const CACHE_OPERATIONS: [&str; 4] = ["list", "count", "stats", "bundle"];
-const CACHE_SLOTS: usize = CACHE_MODULES.len() * CACHE_OPERATIONS.len() * 4 * 3;
+const CACHE_SLOTS: usize = MODULES.len() * CACHE_OPERATIONS.len() * 4 * 3;
 
 /// The position of a label set among [`CACHE_SLOTS`], if it is one of the known ones.
 fn cache_slot(module: &str, operation: &str, outcome: Outcome, tier: Tier) -> Option<usize> {
-    let module = CACHE_MODULES.iter().position(|known| *known == module)?;
+    let module = MODULES.iter().position(|known| *known == module)?;
     let operation = CACHE_OPERATIONS
         .iter()
         .position(|known| *known == operation)?;
@@ -279,7 +273,7 @@ mod tests {
     #[test]
     fn every_known_label_set_has_its_own_slot() {
         let mut seen = std::collections::HashSet::new();
-        for module in CACHE_MODULES {
+        for module in MODULES {
             for operation in CACHE_OPERATIONS {
                 for outcome in [Outcome::Hit, Outcome::Miss, Outcome::Bypass, Outcome::Stale] {
                     for tier in [Tier::L1, Tier::L2, Tier::None] {
