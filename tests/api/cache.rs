@@ -5,16 +5,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{assert_error, into_json, minimal, spawn_app_with, spawn_replicas, TestApp};
-
-fn header(response: &reqwest::Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
-}
+use crate::helpers::{
+    assert_error, header, into_json, minimal, spawn_app_with, spawn_replicas, TestApp,
+};
 
 /// Polls `path` on `app` until its JSON satisfies `done`; returns how long it took.
 async fn until(app: &TestApp, path: &str, token: &str, done: impl Fn(&Value) -> bool) -> Duration {

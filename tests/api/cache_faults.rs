@@ -21,7 +21,8 @@ use tokio::time::timeout;
 use uuid::Uuid;
 
 use crate::helpers::{
-    assert_error, into_json, minimal, spawn_replicas_on, start, test_config, TestApp, TestDatabase,
+    assert_error, header, into_json, minimal, ready, spawn_replicas_on, start, test_config,
+    time_until_redis, TestApp, TestDatabase,
 };
 use crate::redis_server::RedisServer;
 
@@ -52,15 +53,11 @@ async fn fetch(app: &TestApp, path: &str, token: &str) -> Answer {
 
 async fn fetch_with(app: &TestApp, path: &str, token: &str, headers: &[(&str, &str)]) -> Answer {
     let response = app.get_with(path, token, headers).await;
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let (cache, tier, etag) = (header("x-cache"), header("x-cache-tier"), header("etag"));
+    let (cache, tier, etag) = (
+        header(&response, "x-cache"),
+        header(&response, "x-cache-tier"),
+        header(&response, "etag"),
+    );
     let (status, body) = into_json(response).await;
     Answer {
         status,
@@ -88,33 +85,6 @@ async fn count_of(app: &TestApp, module: &str, token: &str) -> (i64, Answer) {
         .as_i64()
         .unwrap_or_else(|| panic!("count without a number: {}", answer.body));
     (count, answer)
-}
-
-async fn ready(app: &TestApp) -> (u16, Value) {
-    let response = app
-        .client
-        .get(format!("{}/health/ready", app.address))
-        .send()
-        .await
-        .expect("GET /health/ready");
-    into_json(response).await
-}
-
-/// Polls `/health/ready` every 10 ms until Redis is `state`; returns how long that took.
-async fn time_until_redis(app: &TestApp, state: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let (_, body) = ready(app).await;
-        if body["redis"] == state {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{} did not report redis {state} within {limit:?}: {body}",
-            app.address
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
 }
 
 /// What PostgreSQL holds for `module` of `tenant`.

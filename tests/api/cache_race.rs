@@ -13,7 +13,7 @@ use futures_util::{stream, StreamExt};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{into_json, spawn_app_with, spawn_replicas, TestApp};
+use crate::helpers::{header, into_json, spawn_app_with, spawn_replicas, TestApp};
 
 /// The cached routes whose answers show the opportunity's amount.
 const RACE_ROUTES: [&str; 4] = [
@@ -634,15 +634,10 @@ async fn raw_get(
     token: &str,
 ) -> (u16, String, String, actix_web::web::Bytes) {
     let response = app.get(path, token).await;
-    let header = |name: &str| {
-        response
-            .headers()
-            .get(name)
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
-    };
-    let (cache, tier) = (header("x-cache"), header("x-cache-tier"));
+    let (cache, tier) = (
+        header(&response, "x-cache"),
+        header(&response, "x-cache-tier"),
+    );
     let status = response.status().as_u16();
     let body = response.bytes().await.expect("reading the body");
     (status, cache, tier, body)

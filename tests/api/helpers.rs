@@ -252,15 +252,10 @@ impl TestApp {
     pub async fn get_cached(&self, path: &str, token: &str) -> (String, String, Value) {
         let response = self.get(path, token).await;
         assert_eq!(response.status().as_u16(), 200, "GET {path}");
-        let header = |name: &str| {
-            response
-                .headers()
-                .get(name)
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or("")
-                .to_owned()
-        };
-        let (cache, tier) = (header("x-cache"), header("x-cache-tier"));
+        let (cache, tier) = (
+            header(&response, "x-cache"),
+            header(&response, "x-cache-tier"),
+        );
         let body = response.json().await.expect("JSON body");
         (cache, tier, body)
     }
@@ -347,3 +342,49 @@ pub const MODULES: [&str; 5] = [
     "opportunities",
     "activities",
 ];
+
+/// A response header's text, or `""` when it is absent or not text.
+pub fn header(response: &Response, name: &str) -> String {
+    response
+        .headers()
+        .get(name)
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("")
+        .to_owned()
+}
+
+/// `GET /health/ready`: status and body, or `(0, null)` when the instance does not answer
+/// within 5 s (a fault test may have made it hang).
+pub async fn ready(app: &TestApp) -> (u16, Value) {
+    let response = tokio::time::timeout(
+        Duration::from_secs(5),
+        app.client
+            .get(format!("{}/health/ready", app.address))
+            .send(),
+    )
+    .await;
+    match response {
+        Ok(Ok(response)) => {
+            let status = response.status().as_u16();
+            (status, response.json().await.unwrap_or(Value::Null))
+        }
+        _ => (0, Value::Null),
+    }
+}
+
+/// Polls `/health/ready` every 10 ms until Redis is `state`; returns how long that took.
+pub async fn time_until_redis(app: &TestApp, state: &str, limit: Duration) -> Duration {
+    let started = std::time::Instant::now();
+    loop {
+        let (_, body) = ready(app).await;
+        if body["redis"] == state {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} did not report redis {state} within {limit:?}: {body}",
+            app.address
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}

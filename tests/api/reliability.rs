@@ -15,11 +15,10 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aishacrm::auth::{JwtKeys, Role};
@@ -37,9 +36,10 @@ use tokio::time::{sleep, timeout};
 use uuid::Uuid;
 
 use crate::helpers::{
-    redis_url, spawn_app_with, spawn_replicas_on, test_config, RedisPrefix, TestApp, TestDatabase,
-    MODULES,
+    redis_url, spawn_app_with, spawn_replicas_on, test_config, time_until_redis, RedisPrefix,
+    TestDatabase, MODULES,
 };
+use crate::logs::Server;
 use crate::redis_server::{free_port, RedisServer};
 
 // =============================================================================================
@@ -811,151 +811,22 @@ async fn scalar(conn: &mut AsyncPgConnection, sql: &str) -> Result<i64, diesel::
 }
 
 // =============================================================================================
-// A test-owned redis-server (as in cache_faults.rs).
+// The real binary (`logs::Server`).
 
-async fn ready(app: &TestApp) -> (u16, Value) {
-    let response = timeout(
-        Duration::from_secs(5),
-        app.client
-            .get(format!("{}/health/ready", app.address))
-            .send(),
-    )
-    .await;
-    match response {
-        Ok(Ok(response)) => {
-            let status = response.status().as_u16();
-            (status, response.json().await.unwrap_or(Value::Null))
-        }
-        _ => (0, Value::Null),
-    }
-}
-
-/// Polls `/health/ready` until Redis is `state`; returns how long that took.
-async fn time_until_redis(app: &TestApp, state: &str, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let (_, body) = ready(app).await;
-        if body["redis"] == state {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{} did not report redis {state} within {limit:?}: {body}",
-            app.address
-        );
-        sleep(Duration::from_millis(10)).await;
-    }
-}
-
-// =============================================================================================
-// The real binary (as in logs.rs).
-
-/// A running `aishacrm serve`, killed by PID when dropped.
-struct Binary {
-    child: Child,
-    address: String,
-    lines: mpsc::Receiver<String>,
-    seen: Vec<String>,
-}
-
-impl Drop for Binary {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Binary {
-    /// Starts the binary with `env` (on top of BIND=127.0.0.1:0, WORKERS=1, RUST_LOG=info) and
-    /// waits (up to 20 s) until it listens and, when `redis` is true, its bus is connected.
-    /// Blocking: call it from `spawn_blocking`.
-    fn start(env: &[(&str, String)], redis: bool) -> Binary {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_aishacrm"));
-        command
-            .arg("serve")
-            .env("BIND", "127.0.0.1:0")
-            .env("WORKERS", "1")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .stdout(Stdio::null());
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let mut child = command.spawn().expect("starting aishacrm");
-        let stderr = child.stderr.take().expect("stderr");
-        let (sender, lines) = mpsc::channel();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if sender.send(line).is_err() {
-                    break;
-                }
-            }
-        });
-        let mut binary = Binary {
-            child,
-            address: String::new(),
-            lines,
-            seen: Vec::new(),
-        };
-        let listening = binary.wait_for("listening on http://", Duration::from_secs(20));
-        binary.address = listening
-            .split("listening on ")
-            .nth(1)
-            .expect("address")
-            .trim()
-            .to_owned();
+/// Starts the binary with `env` and waits (up to 20 s) until it listens and, when `redis` is
+/// true, its bus is connected.
+async fn start_binary(env: Vec<(&'static str, String)>, redis: bool) -> Server {
+    let start = move || {
+        let mut server = Server::spawn(&env, Duration::from_secs(20));
         if redis {
-            binary.wait_for("[Cache] Redis connected", Duration::from_secs(10));
+            server.wait_for_within("[Cache] Redis connected", 0, Duration::from_secs(10));
         }
-        binary
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn port(&self) -> u16 {
-        self.address
-            .rsplit(':')
-            .next()
-            .and_then(|port| port.parse().ok())
-            .expect("a port in the address")
-    }
-
-    fn wait_for(&mut self, text: &str, limit: Duration) -> String {
-        if let Some(line) = self.seen.iter().find(|line| line.contains(text)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + limit;
-        while let Some(left) = deadline.checked_duration_since(Instant::now()) {
-            match self.lines.recv_timeout(left) {
-                Ok(line) => {
-                    self.seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        panic!("no log line with {text:?}; saw:\n{}", self.seen.join("\n"));
-    }
-
-    /// The log lines written so far (without waiting).
-    fn drain(&mut self) -> &[String] {
-        while let Ok(line) = self.lines.try_recv() {
-            self.seen.push(line);
-        }
-        &self.seen
-    }
-}
-
-async fn start_binary(env: Vec<(&'static str, String)>, redis: bool) -> Binary {
+        server
+    };
     within(
         Duration::from_secs(40),
         "starting the binary",
-        tokio::task::spawn_blocking(move || Binary::start(&env, redis)),
+        tokio::task::spawn_blocking(start),
     )
     .await
     .expect("starting the binary panicked")

@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::errors::assert_error_body;
 use crate::helpers::{
-    into_json, minimal, redis_url, spawn_app, spawn_replicas, RedisPrefix, TestApp, TestDatabase,
-    MODULES,
+    header, into_json, minimal, redis_url, spawn_app, spawn_replicas, RedisPrefix, TestApp,
+    TestDatabase, MODULES,
 };
 use crate::logs::Server;
 
@@ -30,15 +30,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
         .as_secs()
-}
-
-fn header(response: &Response, name: &str) -> String {
-    response
-        .headers()
-        .get(name)
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("")
-        .to_owned()
 }
 
 fn claims(tenant: Uuid) -> Value {
