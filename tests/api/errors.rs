@@ -9,32 +9,8 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::{
-    into_json, minimal, spawn_app, start, test_config, TestApp, TestDatabase, MODULES,
+    into_json, minimal, spawn_app, start, test_config, TestApp, TestDatabase, LEAKS, MODULES,
 };
-
-/// Words that would mean a message leaks SQL, driver or server internals.
-const LEAKS: [&str; 20] = [
-    "diesel",
-    "select ",
-    "insert into",
-    "delete from",
-    "update ",
-    "constraint",
-    "violates",
-    "sqlstate",
-    "postgres",
-    "deadpool",
-    "pool",
-    "tokio",
-    "connection refused",
-    "os error",
-    "127.0.0.1",
-    "panicked",
-    "backtrace",
-    "src/",
-    ".rs:",
-    "_fk",
-];
 
 /// Asserts the status, that the body is exactly `{"error": {"code": code, "message": "..."}}`
 /// served as JSON, and that the message leaks nothing internal. Returns the message.

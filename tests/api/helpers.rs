@@ -388,3 +388,29 @@ pub async fn time_until_redis(app: &TestApp, state: &str, limit: Duration) -> Du
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// Words that would mean an answer leaks SQL, driver or server internals.
+pub const LEAKS: [&str; 22] = [
+    "diesel",
+    "select ",
+    "insert into",
+    "delete from",
+    "update ",
+    "constraint",
+    "violates",
+    "sqlstate",
+    "postgres",
+    "deadpool",
+    "pool",
+    "tokio",
+    "connection refused",
+    "os error",
+    "127.0.0.1",
+    "panicked",
+    "backtrace",
+    "src/",
+    ".rs:",
+    "_fk",
+    "relation ",
+    "syntax error",
+];

@@ -849,6 +849,31 @@ const ANSWER_BOUND: Duration = Duration::from_millis(ACQUIRE_MS + STATEMENT_MS +
 
 /// Reads while a fault goes on: fresh list, count, stats and bundle (they hit PostgreSQL) and a
 /// record by id.
+/// One writer per ledger and `readers` readers of [`database_routes`] (each starting `rotate`
+/// routes further than the one before), all pausing 5 ms between requests until `stop`.
+fn spawn_load(
+    endpoint: &Endpoint,
+    ledgers: &[Arc<Ledger>],
+    by_id: &str,
+    readers: usize,
+    rotate: usize,
+    stop: &Arc<AtomicBool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let pause = Duration::from_millis(5);
+    let mut tasks = Vec::new();
+    for (i, ledger) in ledgers.iter().enumerate() {
+        let writer = endpoint.named(&format!("writer{i}"));
+        tasks.push(spawn_writer(writer, ledger.clone(), stop.clone(), pause));
+    }
+    for i in 0..readers {
+        let mut routes = database_routes(by_id);
+        routes.rotate_left(i * rotate);
+        let reader = endpoint.named(&format!("reader{i}"));
+        tasks.push(spawn_reader(reader, routes, stop.clone(), pause));
+    }
+    tasks
+}
+
 fn database_routes(by_id: &str) -> Vec<(String, bool)> {
     vec![
         ("/api/v2/accounts?limit=20".into(), true),
@@ -923,25 +948,7 @@ async fn postgres_connections_killed_under_load() {
             Ledger::new(LEADS, "killlead"),
         ];
         let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        for (i, ledger) in ledgers.iter().enumerate() {
-            tasks.push(spawn_writer(
-                endpoint.named(&format!("writer{i}")),
-                ledger.clone(),
-                stop.clone(),
-                Duration::from_millis(5),
-            ));
-        }
-        for i in 0..3 {
-            let mut routes = database_routes(&by_id);
-            routes.rotate_left(i * 2);
-            tasks.push(spawn_reader(
-                endpoint.named(&format!("reader{i}")),
-                routes,
-                stop.clone(),
-                Duration::from_millis(5),
-            ));
-        }
+        let tasks = spawn_load(&endpoint, &ledgers, &by_id, 3, 2, &stop);
         sleep(Duration::from_millis(400)).await;
 
         // The killer: its own connection to the test database.
@@ -1283,25 +1290,7 @@ async fn postgres_server_restarted_under_load() {
             Ledger::new(LEADS, "restartlead"),
         ];
         let stop = Arc::new(AtomicBool::new(false));
-        let mut tasks = Vec::new();
-        for (i, ledger) in ledgers.iter().enumerate() {
-            tasks.push(spawn_writer(
-                endpoint.named(&format!("writer{i}")),
-                ledger.clone(),
-                stop.clone(),
-                Duration::from_millis(5),
-            ));
-        }
-        for i in 0..2 {
-            let mut routes = database_routes(&by_id);
-            routes.rotate_left(i * 3);
-            tasks.push(spawn_reader(
-                endpoint.named(&format!("reader{i}")),
-                routes,
-                stop.clone(),
-                Duration::from_millis(5),
-            ));
-        }
+        let tasks = spawn_load(&endpoint, &ledgers, &by_id, 2, 3, &stop);
 
         let probe = endpoint.named("probe");
         let probe_ledger = Ledger::new(ACCOUNTS, "probe");

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use crate::errors::assert_error_body;
 use crate::helpers::{
     header, into_json, minimal, redis_url, spawn_app, spawn_replicas, RedisPrefix, TestApp,
-    TestDatabase, MODULES,
+    TestDatabase, LEAKS, MODULES,
 };
 use crate::logs::Server;
 
@@ -53,32 +53,6 @@ fn unsigned(claims: &Value) -> String {
         b64(claims)
     )
 }
-
-/// Words that would mean a body leaks SQL, driver or server internals.
-const LEAKS: [&str; 22] = [
-    "diesel",
-    "select ",
-    "insert into",
-    "delete from",
-    "update ",
-    "constraint",
-    "violates",
-    "sqlstate",
-    "postgres",
-    "deadpool",
-    "pool",
-    "tokio",
-    "connection refused",
-    "os error",
-    "127.0.0.1",
-    "panicked",
-    "backtrace",
-    "src/",
-    ".rs:",
-    "_fk",
-    "relation ",
-    "syntax error",
-];
 
 /// Status and JSON body of an answer that must be clean: never a 5xx; an error is exactly
 /// `{"error": {"code", "message"}}` and leaks nothing internal.
