@@ -147,10 +147,8 @@ impl JwtKeys {
         None
     }
 
+    /// Checks a token not remembered, and remembers it if valid.
     fn verify(&self, token: &str) -> Result<Principal, ApiError> {
-        if let Some(principal) = self.remembered(token.as_bytes()) {
-            return Ok(principal);
-        }
         let (principal, exp) = self.verify_signature(token)?;
         let mut verified = self.verified.lock().unwrap_or_else(|p| p.into_inner());
         if verified.len() >= VERIFIED_MAX {
@@ -193,9 +191,10 @@ impl JwtKeys {
                 "missing Authorization: Bearer token",
             ))?;
         // The dashboard's case, a token seen before: found without checking the header's text.
-        let remembered = value
-            .as_bytes()
+        let bytes = value.as_bytes();
+        let remembered = bytes
             .strip_prefix(b"Bearer ")
+            .or_else(|| bytes.strip_prefix(b"bearer "))
             .and_then(|token| self.remembered(token.trim_ascii()));
         if let Some(principal) = remembered {
             return Ok(principal);
