@@ -242,13 +242,16 @@ impl Metrics {
             .observe(seconds);
     }
 
-    /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    /// The exposition in `format`.
+    pub fn render(&self, format: Exposition) -> String {
         let mut text = String::new();
         if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
             text.clear();
         }
-        text
+        match format {
+            Exposition::OpenMetrics => text,
+            Exposition::Prometheus => prometheus_text(&text),
+        }
     }
 
     /// Hits (L1, L2), misses and the hit rate so far.
@@ -264,6 +267,63 @@ impl Metrics {
         };
         (l1, l2, misses, rate)
     }
+}
+
+/// The two text formats `/metrics` speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exposition {
+    /// `text/plain; version=0.0.4`, what a plain scrape gets.
+    Prometheus,
+    /// `application/openmetrics-text; version=1.0.0`, when the scraper asks for it.
+    OpenMetrics,
+}
+
+impl Exposition {
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Exposition::Prometheus => "text/plain; version=0.0.4; charset=utf-8",
+            Exposition::OpenMetrics => "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        }
+    }
+}
+
+/// OpenMetrics text (all the encoder writes) as Prometheus text 0.0.4. The samples are the same;
+/// what differs is metadata: 0.0.4 has no `# UNIT` and no `# EOF`, and a counter family is named
+/// by its sample (`x_total`), where OpenMetrics names it without the suffix.
+fn prometheus_text(openmetrics: &str) -> String {
+    let mut counters = std::collections::HashSet::new();
+    for line in openmetrics.lines() {
+        if let Some(name) = line
+            .strip_prefix("# TYPE ")
+            .and_then(|rest| rest.strip_suffix(" counter"))
+        {
+            counters.insert(name);
+        }
+    }
+    let mut text = String::with_capacity(openmetrics.len() + 16 * counters.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let metadata = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|kind| line.strip_prefix(kind).map(|rest| (kind, rest)));
+        match metadata {
+            Some((kind, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                text.push_str(kind);
+                text.push_str(name);
+                if counters.contains(name) {
+                    text.push_str("_total");
+                }
+                text.push(' ');
+                text.push_str(tail);
+            }
+            None => text.push_str(line),
+        }
+        text.push('\n');
+    }
+    text
 }
 
 #[cfg(test)]
@@ -294,7 +354,7 @@ mod tests {
             metrics.cache_request("leads", "count", Outcome::Hit, Tier::L2);
         }
         metrics.cache_request("leads", "other", Outcome::Hit, Tier::L2);
-        let text = metrics.render();
+        let text = metrics.render(Exposition::OpenMetrics);
         assert!(
             text.contains(
                 r#"aishacrm_cache_requests_total{module="leads",operation="count",result="hit",tier="l2"} 3"#
@@ -307,5 +367,25 @@ mod tests {
             ),
             "{text}"
         );
+    }
+
+    #[test]
+    fn the_prometheus_text_names_counter_families_by_their_samples() {
+        let metrics = Metrics::new();
+        metrics.cache_request("leads", "count", Outcome::Hit, Tier::L1);
+        let text = metrics.render(Exposition::Prometheus);
+        assert!(
+            text.contains("# TYPE aishacrm_cache_requests_total counter\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# HELP aishacrm_cache_requests_total Cached-route requests"),
+            "{text}"
+        );
+        assert!(text.contains("# TYPE aishacrm_cache_l1_entries gauge\n"));
+        assert!(!text.contains("# EOF"), "{text}");
+        let open = metrics.render(Exposition::OpenMetrics);
+        assert!(open.contains("# TYPE aishacrm_cache_requests counter\n"));
+        assert!(open.trim_end().ends_with("# EOF"));
     }
 }

@@ -6,12 +6,13 @@ use std::time::Instant;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceRequest, ServiceResponse};
-use actix_web::http::Method;
+use actix_web::http::{header, Method};
 use actix_web::middleware::Next;
-use actix_web::{web, Error, HttpResponse};
+use actix_web::{web, Error, HttpRequest, HttpResponse};
 
 use super::only;
 use crate::domain::entities;
+use crate::metrics::Exposition;
 use crate::state::AppState;
 
 pub fn routes(cfg: &mut web::ServiceConfig) {
@@ -22,11 +23,32 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn render(state: web::Data<AppState>) -> HttpResponse {
+/// Prometheus text by default; OpenMetrics only when `Accept` names it (as Prometheus itself
+/// does when it prefers OpenMetrics).
+async fn render(req: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    let wants_openmetrics = req
+        .headers()
+        .get_all(header::ACCEPT)
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(','))
+        .any(|kind| {
+            let (media, params) = kind.split_once(';').unwrap_or((kind, ""));
+            media
+                .trim()
+                .eq_ignore_ascii_case("application/openmetrics-text")
+                && !params
+                    .split(';')
+                    .any(|param| param.trim().replace(' ', "") == "q=0")
+        });
+    let format = if wants_openmetrics {
+        Exposition::OpenMetrics
+    } else {
+        Exposition::Prometheus
+    };
     state.cache.update_gauges().await;
     HttpResponse::Ok()
-        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.render())
+        .content_type(format.content_type())
+        .body(state.metrics.render(format))
 }
 
 /// The route pattern of a path, for the duration label: the path itself for a static route,

@@ -14,6 +14,7 @@ mod errors;
 mod filters;
 mod health;
 mod logs;
+mod metrics;
 mod openapi;
 mod paging;
 mod plans;

@@ -1,0 +1,99 @@
+//! `GET /metrics`: Prometheus text by default, OpenMetrics when asked, both valid for the
+//! Prometheus tools.
+
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use uuid::Uuid;
+
+use crate::helpers::{header, minimal, spawn_replicas, TestApp};
+
+async fn scrape(app: &TestApp, accept: Option<&str>) -> (String, String) {
+    let mut request = app.client.get(format!("{}/metrics", app.address));
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
+    let response = request.send().await.expect("scraping /metrics");
+    assert_eq!(response.status().as_u16(), 200);
+    let content_type = header(&response, "content-type");
+    (content_type, response.text().await.expect("metrics text"))
+}
+
+/// `promtool check metrics` on `text`: its exit status and what it printed.
+fn promtool_check(text: &str) -> (bool, String) {
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("running promtool (Debian's prometheus package; .ci/run installs it)");
+    child
+        .stdin
+        .take()
+        .expect("promtool's stdin")
+        .write_all(text.as_bytes())
+        .expect("feeding promtool");
+    let output = child.wait_with_output().expect("promtool's output");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+#[tokio::test]
+async fn a_plain_scrape_is_prometheus_text_that_promtool_accepts() {
+    let apps = spawn_replicas(1, |_| {}).await;
+    let app = &apps[0];
+    let token = app.token(Uuid::new_v4());
+    // Every kind of series: hits and misses of several routes, an invalidation, durations.
+    for path in [
+        "/api/v2/leads",
+        "/api/v2/leads/count",
+        "/api/v2/opportunities/stats",
+    ] {
+        app.get(path, &token).await;
+        app.get(path, &token).await;
+    }
+    app.create("leads", &token, minimal("leads")).await;
+
+    let (content_type, text) = scrape(app, None).await;
+    assert_eq!(content_type, "text/plain; version=0.0.4; charset=utf-8");
+    assert!(!text.contains("# EOF"), "{text}");
+    assert!(
+        text.contains("# TYPE aishacrm_cache_requests_total counter"),
+        "{text}"
+    );
+    let (valid, printed) = promtool_check(&text);
+    assert!(
+        valid,
+        "promtool check metrics refused the scrape:\n{printed}\n{text}"
+    );
+
+    let (content_type, _) = scrape(app, Some("text/plain;version=0.0.4;q=0.9,*/*;q=0.1")).await;
+    assert!(content_type.starts_with("text/plain; version=0.0.4"));
+}
+
+#[tokio::test]
+async fn a_scraper_that_asks_for_openmetrics_gets_it() {
+    let apps = spawn_replicas(1, |_| {}).await;
+    let app = &apps[0];
+    let token = app.token(Uuid::new_v4());
+    app.get("/api/v2/accounts/count", &token).await;
+    // What Prometheus sends when it prefers OpenMetrics.
+    let accept = "application/openmetrics-text;version=1.0.0;q=0.5,\
+                  application/openmetrics-text;version=0.0.1;q=0.4,\
+                  text/plain;version=0.0.4;q=0.3,*/*;q=0.2";
+    let (content_type, text) = scrape(app, Some(accept)).await;
+    assert_eq!(
+        content_type,
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    );
+    assert!(text.trim_end().ends_with("# EOF"), "{text}");
+    assert!(text.contains("# TYPE aishacrm_cache_requests counter"));
+    // Refused with q=0: the plain text.
+    let (content_type, _) = scrape(app, Some("application/openmetrics-text;q=0, text/plain")).await;
+    assert!(content_type.starts_with("text/plain; version=0.0.4"));
+}
