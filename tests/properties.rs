@@ -164,6 +164,7 @@ struct KeyParts {
     module: String,
     operation: String,
     params: Vec<(String, String)>,
+    epoch: u64,
     generations: Vec<u64>,
 }
 
@@ -174,6 +175,7 @@ impl KeyParts {
             &self.module,
             &self.operation,
             &borrowed(&self.params),
+            self.epoch,
             &self.generations,
         )
     }
@@ -185,14 +187,16 @@ fn key_parts() -> impl Strategy<Value = KeyParts> {
         "\\PC{0,12}",
         "\\PC{0,8}",
         prop::collection::vec(("\\PC{0,6}", "\\PC{0,8}"), 0..4),
+        any::<u64>(),
         prop::collection::vec(any::<u64>(), 0..7),
     )
         .prop_map(
-            |(tenant, module, operation, params, generations)| KeyParts {
+            |(tenant, module, operation, params, epoch, generations)| KeyParts {
                 tenant,
                 module,
                 operation,
                 params,
+                epoch,
                 generations,
             },
         )
@@ -201,8 +205,9 @@ fn key_parts() -> impl Strategy<Value = KeyParts> {
 /// One change to one part of a key; `None` when the change would leave the parts equal.
 fn mutate(parts: &KeyParts, which: u8, seed: u128, text: &str) -> Option<KeyParts> {
     let mut changed = parts.clone();
-    match which % 9 {
+    match which % 10 {
         0 => changed.tenant = TenantId(Uuid::from_u128(seed)),
+        9 => changed.epoch = changed.epoch.wrapping_add(1 + (seed as u64) % 1000),
         1 => changed.module.push_str(text),
         2 => changed.operation.push_str(text),
         3 => changed.generations.push(seed as u64),
@@ -253,8 +258,8 @@ proptest! {
         prop_assert_eq!(&a, &b);
         prop_assert_eq!(&a, &expected_canonical(&route, &params));
         prop_assert_eq!(
-            cache_key(tenant, route.module, route.operation, &borrowed(&a), &generations),
-            cache_key(tenant, route.module, route.operation, &borrowed(&b), &generations)
+            cache_key(tenant, route.module, route.operation, &borrowed(&a), 1, &generations),
+            cache_key(tenant, route.module, route.operation, &borrowed(&b), 1, &generations)
         );
     }
 
@@ -266,7 +271,7 @@ proptest! {
         generations in generations(),
     ) {
         let base = canonical(&route, &encode(&params));
-        let key = cache_key(tenant, route.module, route.operation, &borrowed(&base), &generations);
+        let key = cache_key(tenant, route.module, route.operation, &borrowed(&base), 1, &generations);
         let mut variants: Vec<Vec<(String, String)>> = Vec::new();
         let names: Vec<&str> = params.iter().map(|(name, _)| name.as_str()).collect();
         if route.operation == "list" && !names.contains(&"limit") {
@@ -286,7 +291,7 @@ proptest! {
             let same = canonical(&route, &raw);
             prop_assert_eq!(&same, &base, "{}", raw);
             prop_assert_eq!(
-                cache_key(tenant, route.module, route.operation, &borrowed(&same), &generations),
+                cache_key(tenant, route.module, route.operation, &borrowed(&same), 1, &generations),
                 key,
                 "{}", raw
             );
@@ -311,7 +316,7 @@ proptest! {
     ) {
         prop_assume!(!params.is_empty());
         let base = canonical(&route, &encode(&params));
-        let key = cache_key(tenant, route.module, route.operation, &borrowed(&base), &generations);
+        let key = cache_key(tenant, route.module, route.operation, &borrowed(&base), 1, &generations);
         let index = index % params.len();
 
         // Another value for one parameter.
@@ -327,7 +332,7 @@ proptest! {
         let other = canonical(&route, &encode(&changed));
         prop_assert_ne!(&other, &base);
         prop_assert_ne!(
-            cache_key(tenant, route.module, route.operation, &borrowed(&other), &generations),
+            cache_key(tenant, route.module, route.operation, &borrowed(&other), 1, &generations),
             key
         );
 
@@ -338,7 +343,7 @@ proptest! {
             let other = canonical(&route, &encode(&fewer));
             prop_assert_ne!(&other, &base);
             prop_assert_ne!(
-                cache_key(tenant, route.module, route.operation, &borrowed(&other), &generations),
+                cache_key(tenant, route.module, route.operation, &borrowed(&other), 1, &generations),
                 key
             );
         }
@@ -352,7 +357,7 @@ proptest! {
                 let other = canonical(&route, &encode(&renamed));
                 prop_assert_ne!(&other, &base);
                 prop_assert_ne!(
-                    cache_key(tenant, route.module, route.operation, &borrowed(&other), &generations),
+                    cache_key(tenant, route.module, route.operation, &borrowed(&other), 1, &generations),
                     key
                 );
             }
@@ -376,22 +381,22 @@ proptest! {
             let b = canonical_params(spec.module, operation, &encode(&split)).unwrap();
             prop_assert_ne!(&a, &b);
             prop_assert_ne!(
-                cache_key(tenant, spec.module, operation, &a, &[1]),
-                cache_key(tenant, spec.module, operation, &b, &[1])
+                cache_key(tenant, spec.module, operation, &a, 1, &[1]),
+                cache_key(tenant, spec.module, operation, &b, 1, &[1])
             );
         }
         // The same at the key level with any names.
         let p1 = vec![("a".to_owned(), format!("{first}&b={second}"))];
         let p2 = vec![("a".to_owned(), first.clone()), ("b".to_owned(), second.clone())];
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &borrowed(&p1), &[1]),
-            cache_key(tenant, "m", "o", &borrowed(&p2), &[1])
+            cache_key(tenant, "m", "o", &borrowed(&p1), 1, &[1]),
+            cache_key(tenant, "m", "o", &borrowed(&p2), 1, &[1])
         );
         let p3 = vec![("a".to_owned(), format!("{first}={second}"))];
         let p4 = vec![(format!("a={first}"), second.clone())];
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &borrowed(&p3), &[1]),
-            cache_key(tenant, "m", "o", &borrowed(&p4), &[1])
+            cache_key(tenant, "m", "o", &borrowed(&p3), 1, &[1]),
+            cache_key(tenant, "m", "o", &borrowed(&p4), 1, &[1])
         );
     }
 
@@ -411,38 +416,38 @@ proptest! {
         let ((a1, a2), (b1, b2)) = (split(i), split(j));
         // module + operation
         prop_assert_ne!(
-            cache_key(tenant, &a1, &a2, &[], &generations),
-            cache_key(tenant, &b1, &b2, &[], &generations)
+            cache_key(tenant, &a1, &a2, &[], 1, &generations),
+            cache_key(tenant, &b1, &b2, &[], 1, &generations)
         );
         // operation + first parameter name
         prop_assert_ne!(
-            cache_key(tenant, "m", &a1, &[(&a2, "v".into())], &generations),
-            cache_key(tenant, "m", &b1, &[(&b2, "v".into())], &generations)
+            cache_key(tenant, "m", &a1, &[(&a2, "v".into())], 1, &generations),
+            cache_key(tenant, "m", &b1, &[(&b2, "v".into())], 1, &generations)
         );
         // parameter name + value
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &[(&a1, Cow::Borrowed(a2.as_str()))], &generations),
-            cache_key(tenant, "m", "o", &[(&b1, Cow::Borrowed(b2.as_str()))], &generations)
+            cache_key(tenant, "m", "o", &[(&a1, Cow::Borrowed(a2.as_str()))], 1, &generations),
+            cache_key(tenant, "m", "o", &[(&b1, Cow::Borrowed(b2.as_str()))], 1, &generations)
         );
         // one value versus two parameters
         let one = vec![("n".to_owned(), text.clone())];
         let two = vec![("n".to_owned(), a1.clone()), (a2.clone(), String::new())];
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &borrowed(&one), &generations),
-            cache_key(tenant, "m", "o", &borrowed(&two), &generations)
+            cache_key(tenant, "m", "o", &borrowed(&one), 1, &generations),
+            cache_key(tenant, "m", "o", &borrowed(&two), 1, &generations)
         );
         // the last parameter value versus the generations
         let mut shifted = generations.clone();
         shifted.pop();
         prop_assert_ne!(
-            cache_key(tenant, "m", "o", &[("n", a1.clone().into())], &generations),
-            cache_key(tenant, "m", "o", &[("n", a1.into())], &shifted)
+            cache_key(tenant, "m", "o", &[("n", a1.clone().into())], 1, &generations),
+            cache_key(tenant, "m", "o", &[("n", a1.into())], 1, &shifted)
         );
         // the tenant's bytes versus the module
         let tenant_text = String::from_utf8_lossy(tenant.0.as_bytes()).into_owned();
         prop_assert_ne!(
-            cache_key(tenant, &a2, "o", &[], &generations),
-            cache_key(TenantId(Uuid::nil()), &format!("{tenant_text}{a2}"), "o", &[], &generations)
+            cache_key(tenant, &a2, "o", &[], 1, &generations),
+            cache_key(TenantId(Uuid::nil()), &format!("{tenant_text}{a2}"), "o", &[], 1, &generations)
         );
     }
 
@@ -468,15 +473,15 @@ proptest! {
     ) {
         prop_assume!(tenants.0 != tenants.1);
         let canonical = canonical(&route, &encode(&params));
-        let key = cache_key(tenants.0, route.module, route.operation, &borrowed(&canonical), &generations);
+        let key = cache_key(tenants.0, route.module, route.operation, &borrowed(&canonical), 1, &generations);
         prop_assert_ne!(
-            cache_key(tenants.1, route.module, route.operation, &borrowed(&canonical), &generations),
+            cache_key(tenants.1, route.module, route.operation, &borrowed(&canonical), 1, &generations),
             key
         );
         for other in routes() {
             if other.module != route.module || other.operation != route.operation {
                 prop_assert_ne!(
-                    cache_key(tenants.0, other.module, other.operation, &borrowed(&canonical), &generations),
+                    cache_key(tenants.0, other.module, other.operation, &borrowed(&canonical), 1, &generations),
                     key
                 );
             }
@@ -484,7 +489,7 @@ proptest! {
         let mut bumped = generations.clone();
         bumped[0] = bumped[0].wrapping_add(1);
         prop_assert_ne!(
-            cache_key(tenants.0, route.module, route.operation, &borrowed(&canonical), &bumped),
+            cache_key(tenants.0, route.module, route.operation, &borrowed(&canonical), 1, &bumped),
             key
         );
     }

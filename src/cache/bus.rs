@@ -20,6 +20,9 @@ pub struct Message {
     pub from: Uuid,
     #[serde(default)]
     pub tenant: Option<Uuid>,
+    /// The epoch of the tenant's namespace the generations belong to.
+    #[serde(default)]
+    pub epoch: u64,
     #[serde(default)]
     pub gens: Vec<(String, u64)>,
     /// Every instance drops all of L1 (`aishacrm cache flush`).
@@ -27,7 +30,8 @@ pub struct Message {
     pub flush: bool,
 }
 
-pub const VERSION: u8 = 1;
+/// The wire format's version, also in the channel's name (v2 added `epoch`).
+pub const VERSION: u8 = 2;
 
 /// How often the subscriber checks that the command connection is still healthy.
 const HEALTH_TICK: Duration = Duration::from_millis(250);

@@ -1,6 +1,8 @@
-//! `aishacrm cache flush`: deletes this service's cache entries in Redis by pattern (never
-//! `FLUSHDB`: the Redis may be shared) and tells every instance to drop its L1. Generations are
-//! kept, so no instance can mistake an old answer for a current one afterwards.
+//! `aishacrm cache flush`: deletes this service's cache entries and generations in Redis by
+//! pattern (never `FLUSHDB`: the Redis may be shared) and tells every instance to drop its L1 and
+//! what it knows of generations. Every tenant's namespace then starts over with a new epoch, so a
+//! load already under way when the flush began stores its answer under a key of the old epoch,
+//! which no instance asks for again.
 
 use redis::AsyncCommands;
 use uuid::Uuid;
@@ -24,12 +26,15 @@ pub async fn flush(config: &Config) -> Result<u64, BoxError> {
     )?;
     let mut removed = 0;
     for node in data_nodes(&redis).await? {
-        removed += flush_node(&redis, &node).await?;
+        // Generations first: an entry stored meanwhile is of an epoch already gone.
+        delete_matching(&node, &redis.generations_pattern()).await?;
+        removed += delete_matching(&node, &redis.entries_pattern()).await?;
     }
     let message = bus::Message {
         v: bus::VERSION,
         from: Uuid::nil(),
         tenant: None,
+        epoch: 0,
         gens: Vec::new(),
         flush: true,
     };
@@ -66,7 +71,8 @@ async fn data_nodes(redis: &Redis) -> Result<Vec<redis::Client>, BoxError> {
     Ok(masters)
 }
 
-async fn flush_node(redis: &Redis, node: &redis::Client) -> Result<u64, BoxError> {
+/// Unlinks every key of `node` matching `pattern`; how many it removed.
+async fn delete_matching(node: &redis::Client, pattern: &str) -> Result<u64, BoxError> {
     let mut connection = node.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
     let mut removed = 0u64;
@@ -74,7 +80,7 @@ async fn flush_node(redis: &Redis, node: &redis::Client) -> Result<u64, BoxError
         let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
             .arg(cursor)
             .arg("MATCH")
-            .arg(redis.entries_pattern())
+            .arg(pattern)
             .arg("COUNT")
             .arg(SCAN_COUNT)
             .query_async(&mut connection)

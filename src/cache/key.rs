@@ -42,6 +42,25 @@ pub fn dependencies(module: &str) -> &'static [&'static str] {
 /// One generation counter per module of a tenant.
 pub type GenVector = [u64; MODULES.len()];
 
+/// What a tenant's cached answers are keyed by: the epoch of its namespace and a generation per
+/// module. A namespace whose counters Redis lost starts with a new random epoch, so counters
+/// that start over can never name an entry of an earlier state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantGenerations {
+    pub epoch: u64,
+    pub modules: GenVector,
+}
+
+impl TenantGenerations {
+    /// A namespace no entry was ever stored under: a random epoch, every module at 0.
+    pub fn fresh() -> Self {
+        TenantGenerations {
+            epoch: rand::random(),
+            modules: [0; MODULES.len()],
+        }
+    }
+}
+
 /// The generations of [`dependencies`]`(module)`, in the same order, out of a tenant's vector.
 pub fn dependency_generations<'a>(module: &str, all: &'a GenVector) -> &'a [u64] {
     match module_index(module) {
@@ -120,13 +139,14 @@ pub fn canonical_params(module: &str, operation: &str, raw: &str) -> Option<Para
 pub type Key = [u8; 16];
 
 /// Version of the key layout; changing the layout changes every key.
-const KEY_VERSION: u64 = 2;
+const KEY_VERSION: u64 = 3;
 
 pub fn cache_key(
     tenant: TenantId,
     module: &str,
     operation: &str,
     params: &[(&str, Cow<'_, str>)],
+    epoch: u64,
     generations: &[u64],
 ) -> Key {
     fn part(context: &mut md5::Context, bytes: &[u8]) {
@@ -143,6 +163,7 @@ pub fn cache_key(
         part(&mut context, name.as_bytes());
         part(&mut context, value.as_bytes());
     }
+    context.consume(epoch.to_be_bytes());
     context.consume((generations.len() as u64).to_be_bytes());
     for generation in generations {
         context.consume(generation.to_be_bytes());
@@ -159,9 +180,10 @@ pub fn push_hex(out: &mut String, key: &Key) {
     }
 }
 
-/// This process's view of every tenant's generations. Values only grow while connected (a bus
-/// message and a Redis read may arrive in any order); `clear` starts over after a reconnect, and
-/// the epoch keeps a read issued before the clear from landing after it.
+/// This process's view of every tenant's generations. Within one epoch values only grow (a bus
+/// message and a Redis read may arrive in any order); a different epoch means Redis lost the
+/// tenant's counters, and the tenant is forgotten, to be read again. Every change that may make a
+/// read already under way outdated moves the fence, which keeps that read from being stored.
 #[derive(Default)]
 pub struct Generations {
     state: Mutex<GenState>,
@@ -169,12 +191,28 @@ pub struct Generations {
 
 #[derive(Default)]
 struct GenState {
-    epoch: u64,
-    tenants: HashMap<Uuid, GenVector>,
+    fence: u64,
+    tenants: HashMap<Uuid, TenantGenerations>,
 }
 
-/// Past this many tenants the map starts over; entries are re-read from Redis on demand.
+/// Past this many tenants the map starts over. Forgetting is safe: a forgotten tenant is read
+/// again from Redis, or, without Redis, starts a fresh epoch that no entry was stored under.
 const MAX_TENANTS: usize = 100_000;
+
+impl GenState {
+    fn forget(&mut self, tenant: TenantId) {
+        self.tenants.remove(&tenant.0);
+        self.fence += 1;
+    }
+
+    /// Keeps the map bounded before `tenant` is added.
+    fn make_room_for(&mut self, tenant: TenantId) {
+        if self.tenants.len() >= MAX_TENANTS && !self.tenants.contains_key(&tenant.0) {
+            self.tenants.clear();
+            self.fence += 1;
+        }
+    }
+}
 
 impl Generations {
     fn lock(&self) -> std::sync::MutexGuard<'_, GenState> {
@@ -184,51 +222,78 @@ impl Generations {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The known generations of `tenant`, and the epoch to pass to [`Self::store_fetched`].
-    pub fn get(&self, tenant: TenantId) -> (Option<GenVector>, u64) {
+    /// The known generations of `tenant`, and the fence to pass to [`Self::store_fetched`].
+    pub fn get(&self, tenant: TenantId) -> (Option<TenantGenerations>, u64) {
         let state = self.lock();
-        (state.tenants.get(&tenant.0).copied(), state.epoch)
+        (state.tenants.get(&tenant.0).copied(), state.fence)
     }
 
-    /// Stores generations read from Redis, unless the map was cleared since the read began.
-    pub fn store_fetched(&self, tenant: TenantId, fetched: GenVector, epoch: u64) -> GenVector {
+    /// Stores generations read from Redis, unless something changed since the read began.
+    pub fn store_fetched(
+        &self,
+        tenant: TenantId,
+        fetched: TenantGenerations,
+        fence: u64,
+    ) -> TenantGenerations {
         let mut state = self.lock();
-        if state.epoch != epoch {
+        if state.fence != fence {
             return fetched;
         }
-        if state.tenants.len() >= MAX_TENANTS && !state.tenants.contains_key(&tenant.0) {
-            state.tenants.clear();
+        state.make_room_for(tenant);
+        match state.tenants.get_mut(&tenant.0) {
+            None => {
+                state.tenants.insert(tenant.0, fetched);
+                fetched
+            }
+            // Two reads raced; within one epoch the larger values are the newer ones.
+            Some(known) if known.epoch == fetched.epoch => {
+                for (known, new) in known.modules.iter_mut().zip(fetched.modules) {
+                    *known = (*known).max(new);
+                }
+                *known
+            }
+            // Two reads disagree on the epoch: which is newer cannot be told; read again.
+            Some(_) => {
+                state.forget(tenant);
+                fetched
+            }
         }
-        let entry = state.tenants.entry(tenant.0).or_insert([0; MODULES.len()]);
-        for (known, new) in entry.iter_mut().zip(fetched) {
-            *known = (*known).max(new);
-        }
-        *entry
     }
 
-    /// Raises generations to the values a bus message or an increment reported. For a tenant
-    /// not yet known, the whole vector is unknown: nothing is stored, and reads already under way
-    /// are kept from storing what they fetched before this change.
-    pub fn merge(&self, tenant: TenantId, updates: &[(usize, u64)]) {
+    /// Applies what a bus message or an increment reported: new values of `updates` in `epoch`.
+    /// For a tenant not yet known, or known in another epoch, nothing is stored: the tenant is
+    /// read again, and reads already under way are kept from storing what they fetched.
+    pub fn apply(&self, tenant: TenantId, epoch: u64, updates: &[(usize, u64)]) {
         let mut state = self.lock();
         match state.tenants.get_mut(&tenant.0) {
-            Some(entry) => {
+            Some(entry) if entry.epoch == epoch => {
                 for &(index, value) in updates {
-                    if let Some(known) = entry.get_mut(index) {
+                    if let Some(known) = entry.modules.get_mut(index) {
                         *known = (*known).max(value);
                     }
                 }
             }
-            None => state.epoch += 1,
+            _ => state.forget(tenant),
         }
     }
 
-    /// Bumps generations locally (single-instance mode, or Redis unreachable).
+    /// Forgets one tenant (its counters went back: Redis lost writes).
+    pub fn forget(&self, tenant: TenantId) {
+        self.lock().forget(tenant);
+    }
+
+    /// Bumps generations locally (single-instance mode, or Redis unreachable). A tenant not
+    /// known starts a fresh epoch.
     pub fn bump(&self, tenant: TenantId, indexes: &[usize]) {
         let mut state = self.lock();
-        let entry = state.tenants.entry(tenant.0).or_insert([0; MODULES.len()]);
+        state.make_room_for(tenant);
+        state.fence += 1;
+        let entry = state
+            .tenants
+            .entry(tenant.0)
+            .or_insert_with(TenantGenerations::fresh);
         for &index in indexes {
-            if let Some(known) = entry.get_mut(index) {
+            if let Some(known) = entry.modules.get_mut(index) {
                 *known += 1;
             }
         }
@@ -237,7 +302,7 @@ impl Generations {
     /// Forgets everything (after a reconnect or a flush).
     pub fn clear(&self) {
         let mut state = self.lock();
-        state.epoch += 1;
+        state.fence += 1;
         state.tenants.clear();
     }
 }
@@ -258,27 +323,30 @@ mod tests {
         let c = canonical_params("opportunities", "list", "stage=proposal").unwrap();
         assert_eq!(a, b);
         assert_eq!(a, c);
-        let key = cache_key(t, "opportunities", "list", &a, &[1]);
-        assert_eq!(key, cache_key(t, "opportunities", "list", &c, &[1]));
-        assert_ne!(key, cache_key(tenant(), "opportunities", "list", &a, &[1]));
-        assert_ne!(key, cache_key(t, "opportunities", "count", &a, &[1]));
-        assert_ne!(key, cache_key(t, "opportunities", "list", &a, &[2]));
+        let key = cache_key(t, "opportunities", "list", &a, 7, &[1]);
+        assert_eq!(key, cache_key(t, "opportunities", "list", &c, 7, &[1]));
+        assert_ne!(
+            key,
+            cache_key(tenant(), "opportunities", "list", &a, 7, &[1])
+        );
+        assert_ne!(key, cache_key(t, "opportunities", "count", &a, 7, &[1]));
+        assert_ne!(key, cache_key(t, "opportunities", "list", &a, 7, &[2]));
         let d = canonical_params("opportunities", "list", "stage=negotiation").unwrap();
-        assert_ne!(key, cache_key(t, "opportunities", "list", &d, &[1]));
+        assert_ne!(key, cache_key(t, "opportunities", "list", &d, 7, &[1]));
     }
 
     #[test]
     fn parts_cannot_be_shifted_between_fields() {
         let t = tenant();
         assert_ne!(
-            cache_key(t, "ab", "c", &[], &[]),
-            cache_key(t, "a", "bc", &[], &[])
+            cache_key(t, "ab", "c", &[], 7, &[]),
+            cache_key(t, "a", "bc", &[], 7, &[])
         );
         let p1 = vec![("a", Cow::Borrowed("b&c=d"))];
         let p2 = vec![("a", Cow::Borrowed("b")), ("c", Cow::Borrowed("d"))];
         assert_ne!(
-            cache_key(t, "m", "o", &p1, &[]),
-            cache_key(t, "m", "o", &p2, &[])
+            cache_key(t, "m", "o", &p1, 7, &[]),
+            cache_key(t, "m", "o", &p2, 7, &[])
         );
     }
 
@@ -342,32 +410,95 @@ mod tests {
         );
     }
 
+    fn at(epoch: u64, leads: u64) -> TenantGenerations {
+        let mut modules = [0; MODULES.len()];
+        modules[3] = leads;
+        TenantGenerations { epoch, modules }
+    }
+
     #[test]
-    fn generations_only_grow_and_stale_reads_after_clear_are_dropped() {
+    fn generations_only_grow_within_an_epoch_and_stale_reads_are_dropped() {
         let generations = Generations::default();
         let t = tenant();
-        let (_, epoch) = generations.get(t);
-        generations.store_fetched(t, [0, 0, 0, 4, 0, 0], epoch);
-        generations.merge(t, &[(3, 6)]);
-        let (_, epoch) = generations.get(t);
-        let stored = generations.store_fetched(t, [0, 0, 0, 5, 0, 0], epoch);
-        assert_eq!(stored[3], 6, "an older read never lowers a generation");
+        let (_, fence) = generations.get(t);
+        generations.store_fetched(t, at(1, 4), fence);
+        generations.apply(t, 1, &[(3, 6)]);
+        let (_, fence) = generations.get(t);
+        let stored = generations.store_fetched(t, at(1, 5), fence);
+        assert_eq!(
+            stored.modules[3], 6,
+            "an older read never lowers a generation"
+        );
 
         let other = tenant();
-        let (_, epoch) = generations.get(other);
-        generations.merge(other, &[(3, 2)]);
-        generations.store_fetched(other, [0, 0, 0, 1, 0, 0], epoch);
+        let (_, fence) = generations.get(other);
+        generations.apply(other, 1, &[(3, 2)]);
+        generations.store_fetched(other, at(1, 1), fence);
         assert_eq!(
             generations.get(other).0,
             None,
             "a read that began before a change of an unknown tenant is not stored"
         );
+        let (_, fence) = generations.get(t);
         generations.clear();
-        generations.store_fetched(t, [9; 6], epoch);
+        generations.store_fetched(t, at(1, 9), fence);
         assert_eq!(
             generations.get(t).0,
             None,
             "a read from before the clear is dropped"
         );
+    }
+
+    #[test]
+    fn another_epoch_forgets_the_tenant_whatever_its_counters_say() {
+        let generations = Generations::default();
+        let t = tenant();
+        let (_, fence) = generations.get(t);
+        generations.store_fetched(t, at(1, 40), fence);
+        // Redis lost the counters: the next write counts from 1 in a new epoch.
+        generations.apply(t, 2, &[(3, 1)]);
+        let (known, fence) = generations.get(t);
+        assert_eq!(known, None, "the tenant is read again");
+        assert_eq!(generations.store_fetched(t, at(2, 1), fence), at(2, 1));
+        assert_eq!(generations.get(t).0, Some(at(2, 1)));
+        // Two reads that disagree on the epoch store neither.
+        let (_, fence) = generations.get(t);
+        generations.store_fetched(t, at(3, 0), fence);
+        assert_eq!(generations.get(t).0, None);
+    }
+
+    #[test]
+    fn a_forgotten_tenant_never_comes_back_under_an_epoch_it_had() {
+        let generations = Generations::default();
+        let t = tenant();
+        generations.bump(t, &[3]);
+        let before = generations.get(t).0.unwrap();
+        generations.clear();
+        generations.bump(t, &[3]);
+        let after = generations.get(t).0.unwrap();
+        assert_eq!(after.modules[3], 1);
+        assert_ne!(
+            after.epoch, before.epoch,
+            "a new namespace, not the old one again"
+        );
+    }
+
+    #[test]
+    fn past_the_bound_the_map_starts_over_without_reviving_a_handed_out_generation() {
+        let generations = Generations::default();
+        let written = tenant();
+        generations.bump(written, &[3]);
+        let handed_out = generations.get(written).0.unwrap();
+        for _ in 0..MAX_TENANTS {
+            let other = tenant();
+            let (_, fence) = generations.get(other);
+            generations.store_fetched(other, TenantGenerations::fresh(), fence);
+        }
+        assert_eq!(generations.get(written).0, None, "the map started over");
+        // Without Redis the tenant is read as a fresh namespace, never as its state before
+        // the write (which an L1 entry may still hold).
+        let (_, fence) = generations.get(written);
+        let again = generations.store_fetched(written, TenantGenerations::fresh(), fence);
+        assert_ne!(again.epoch, handed_out.epoch);
     }
 }

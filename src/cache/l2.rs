@@ -9,18 +9,22 @@
 //! and still hear every message (sharded pub/sub would need the channel's slot owner instead).
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::LazyLock;
 use std::sync::RwLock;
 use std::time::Duration;
 
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
-use redis::{AsyncCommands, Cmd, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+use redis::{
+    AsyncCommands, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult, Script, Value,
+};
 use uuid::Uuid;
 
 use super::entry::Entry;
-use super::key::{push_hex, GenVector, Key, MODULES};
+use super::key::{push_hex, Key, TenantGenerations, MODULES};
 use crate::auth::TenantId;
 
 /// Where the shared Redis is.
@@ -64,6 +68,46 @@ impl ConnectionLike for Shared {
             Shared::Cluster(connection) => connection.get_db(),
         }
     }
+}
+
+/// Reads (and with modules named, increments) a tenant's generations, starting its namespace
+/// over with the epoch `ARGV[1]` when there is none, when `ARGV[2]` names the current epoch, or
+/// when the namespace was started on another server run. The last catches what no counter can
+/// show: a restart that loaded an older snapshot, or a failover to a replica that missed the
+/// last writes, brings back counters and entries of an earlier state together, but not the
+/// run id of the server that started the namespace. `ARGV[3..]` are the modules to increment.
+/// Scripts replicate their effects, so a replica stores the run id of its master.
+static NAMESPACE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
+local state = redis.call('HMGET', KEYS[1], 'epoch', 'run')
+if not state[1] or state[2] ~= run or state[1] == ARGV[2] then
+  redis.call('DEL', KEYS[1])
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'run', run)
+end
+for i = 3, #ARGV do
+  redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+end
+return redis.call('HGETALL', KEYS[1])
+",
+    )
+});
+
+/// The fields of a generations hash as [`TenantGenerations`] (modules never written are 0).
+fn parse_generations(fields: &HashMap<String, String>) -> RedisResult<TenantGenerations> {
+    let malformed = || RedisError::from((ErrorKind::Parse, "malformed generations hash"));
+    let epoch = fields
+        .get("epoch")
+        .and_then(|epoch| epoch.parse().ok())
+        .ok_or_else(malformed)?;
+    let mut modules = [0; MODULES.len()];
+    for (slot, module) in modules.iter_mut().zip(MODULES) {
+        if let Some(value) = fields.get(module) {
+            *slot = value.parse().map_err(|_| malformed())?;
+        }
+    }
+    Ok(TenantGenerations { epoch, modules })
 }
 
 /// Tells the [`Redis`] instances of one process apart (tests run several).
@@ -163,7 +207,7 @@ impl Redis {
 
     /// The pub/sub channel; the version in the name keeps replicas with another wire format apart.
     pub fn channel(&self) -> String {
-        format!("{}:inv:v1", self.prefix)
+        format!("{}:inv:v{}", self.prefix, super::bus::VERSION)
     }
 
     /// Cache entries of a tenant share a hash tag, so a cluster keeps them on one slot.
@@ -191,6 +235,11 @@ impl Redis {
     /// The pattern matching every cache entry (not the generations) of this service.
     pub fn entries_pattern(&self) -> String {
         format!("{}:*:c:*", self.prefix)
+    }
+
+    /// The pattern matching every tenant's generations hash.
+    pub fn generations_pattern(&self) -> String {
+        format!("{}:*:g", self.prefix)
     }
 
     /// Opens (once) the shared connection and checks it answers; every thread's own
@@ -319,31 +368,32 @@ impl Redis {
         .await
     }
 
-    /// Every generation of a tenant (0 for modules never written).
-    pub async fn generations(&self, tenant: TenantId) -> RedisResult<GenVector> {
-        let mut connection = self.connection().await?;
-        let fields: Vec<Option<u64>> = self
-            .bounded(
-                redis::cmd("HMGET")
-                    .arg(self.generations_key(tenant))
-                    .arg(&MODULES[..])
-                    .query_async(&mut connection),
-            )
-            .await?;
-        let mut generations = [0; MODULES.len()];
-        for (slot, value) in generations.iter_mut().zip(fields) {
-            *slot = value.unwrap_or(0);
-        }
-        Ok(generations)
+    /// The tenant's generations, its namespace started (with a new epoch) if Redis lost it.
+    pub async fn generations(&self, tenant: TenantId) -> RedisResult<TenantGenerations> {
+        self.namespace_on(self.connection().await?, tenant, None, &[])
+            .await
     }
 
-    /// Increments the generations of `indexes` in one round trip; returns the new values.
+    /// Increments the generations of `indexes` in one round trip; returns the tenant's
+    /// generations after it (in a new epoch when Redis had lost them).
     pub async fn increment(
         &self,
         tenant: TenantId,
         indexes: &[usize],
-    ) -> RedisResult<Vec<(usize, u64)>> {
-        self.increment_on(self.connection().await?, tenant, indexes)
+    ) -> RedisResult<TenantGenerations> {
+        self.namespace_on(self.connection().await?, tenant, None, indexes)
+            .await
+    }
+
+    /// Starts the tenant's namespace over unless it already left `epoch`: its counters went
+    /// back (a server that lost writes), so entries of that epoch may be older than they say.
+    pub async fn leave_epoch(
+        &self,
+        tenant: TenantId,
+        epoch: u64,
+        indexes: &[usize],
+    ) -> RedisResult<TenantGenerations> {
+        self.namespace_on(self.connection().await?, tenant, Some(epoch), indexes)
             .await
     }
 
@@ -358,24 +408,29 @@ impl Redis {
         &self,
         tenant: TenantId,
         indexes: &[usize],
-    ) -> RedisResult<Vec<(usize, u64)>> {
-        self.increment_on(self.any_connection()?, tenant, indexes)
+    ) -> RedisResult<TenantGenerations> {
+        self.namespace_on(self.any_connection()?, tenant, None, indexes)
             .await
     }
 
-    async fn increment_on(
+    async fn namespace_on(
         &self,
         mut connection: Shared,
         tenant: TenantId,
+        leave: Option<u64>,
         indexes: &[usize],
-    ) -> RedisResult<Vec<(usize, u64)>> {
-        let key = self.generations_key(tenant);
-        let mut pipe = redis::pipe();
+    ) -> RedisResult<TenantGenerations> {
+        let mut invocation = NAMESPACE.key(self.generations_key(tenant));
+        invocation
+            .arg(rand::random::<u64>())
+            .arg(leave.map(|epoch| epoch.to_string()).unwrap_or_default());
         for &index in indexes {
-            pipe.hincr(&key, MODULES[index], 1);
+            invocation.arg(MODULES[index]);
         }
-        let values: Vec<u64> = self.bounded(pipe.query_async(&mut connection)).await?;
-        Ok(indexes.iter().copied().zip(values).collect())
+        let fields: HashMap<String, String> = self
+            .bounded(invocation.invoke_async(&mut connection))
+            .await?;
+        parse_generations(&fields)
     }
 
     pub async fn publish(&self, message: &str) -> RedisResult<()> {

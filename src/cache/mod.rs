@@ -28,7 +28,9 @@ use crate::config::Config;
 use crate::metrics::{Metrics, Tier};
 use entry::Entry;
 use flight::Flights;
-use key::{cache_key, dependency_generations, module_index, Generations, Key, MODULES};
+use key::{
+    cache_key, dependency_generations, module_index, Generations, Key, TenantGenerations, MODULES,
+};
 use l1::L1;
 use l2::Redis;
 
@@ -155,8 +157,8 @@ impl Cache {
         }
     }
 
-    async fn generations_of(&self, tenant: TenantId) -> key::GenVector {
-        let (known, epoch) = self.generations.get(tenant);
+    async fn generations_of(&self, tenant: TenantId) -> TenantGenerations {
+        let (known, fence) = self.generations.get(tenant);
         if let Some(known) = known {
             return known;
         }
@@ -165,12 +167,12 @@ impl Cache {
                 Ok(fetched) => fetched,
                 Err(error) => {
                     self.redis_failed(&error);
-                    [0; MODULES.len()]
+                    TenantGenerations::fresh()
                 }
             },
-            _ => [0; MODULES.len()],
+            _ => TenantGenerations::fresh(),
         };
-        self.generations.store_fetched(tenant, fetched, epoch)
+        self.generations.store_fetched(tenant, fetched, fence)
     }
 
     /// The key of an answer as of now: its generations are read before the query runs.
@@ -183,12 +185,12 @@ impl Cache {
         ttl: Duration,
     ) -> Lookup {
         let all = self.generations_of(tenant).await;
-        let generations = dependency_generations(module, &all);
+        let generations = dependency_generations(module, &all.modules);
         Lookup {
             tenant,
             module,
             operation,
-            key: cache_key(tenant, module, operation, params, generations),
+            key: cache_key(tenant, module, operation, params, all.epoch, generations),
             ttl,
         }
     }
@@ -271,11 +273,8 @@ impl Cache {
     pub async fn invalidate(&self, tenant: TenantId, modules: &[&str]) {
         let indexes: Vec<usize> = modules.iter().filter_map(|m| module_index(m)).collect();
         match self.redis.as_ref() {
-            Some(redis) if redis.is_up() => match redis.increment(tenant, &indexes).await {
-                Ok(values) => {
-                    self.generations.merge(tenant, &values);
-                    self.publish(tenant, &values).await;
-                }
+            Some(redis) if redis.is_up() => match self.increment(redis, tenant, &indexes).await {
+                Ok(after) => self.publish(tenant, &after, &indexes).await,
                 Err(error) => {
                     self.redis_failed(&error);
                     self.bump_locally(tenant, &indexes, true);
@@ -293,6 +292,41 @@ impl Cache {
         }
     }
 
+    /// Increments in Redis and applies the result here. Within one epoch an increment answers
+    /// more than any value read before it was sent; an answer that is not means the server went
+    /// back (it lost writes), so the tenant's namespace is started over.
+    async fn increment(
+        &self,
+        redis: &Redis,
+        tenant: TenantId,
+        indexes: &[usize],
+    ) -> redis::RedisResult<TenantGenerations> {
+        let before = self.generations.get(tenant).0;
+        let mut after = redis.increment(tenant, indexes).await?;
+        let went_back = before.is_some_and(|before| {
+            before.epoch == after.epoch
+                && indexes
+                    .iter()
+                    .any(|&index| after.modules[index] <= before.modules[index])
+        });
+        if went_back {
+            log::warn!(
+                "[Cache] Redis lost generations of tenant {tenant}; starting its namespace over"
+            );
+            after = redis.leave_epoch(tenant, after.epoch, indexes).await?;
+        }
+        self.apply(tenant, &after, indexes);
+        Ok(after)
+    }
+
+    fn apply(&self, tenant: TenantId, after: &TenantGenerations, indexes: &[usize]) {
+        let updates: Vec<(usize, u64)> = indexes
+            .iter()
+            .map(|&index| (index, after.modules[index]))
+            .collect();
+        self.generations.apply(tenant, after.epoch, &updates);
+    }
+
     fn bump_locally(&self, tenant: TenantId, indexes: &[usize], remember: bool) {
         self.generations.bump(tenant, indexes);
         if remember {
@@ -301,22 +335,28 @@ impl Cache {
         }
     }
 
-    fn message(&self, tenant: TenantId, values: &[(usize, u64)]) -> Option<String> {
+    fn message(
+        &self,
+        tenant: TenantId,
+        after: &TenantGenerations,
+        indexes: &[usize],
+    ) -> Option<String> {
         let message = bus::Message {
             v: bus::VERSION,
             from: self.instance,
             tenant: Some(tenant.0),
-            gens: values
+            epoch: after.epoch,
+            gens: indexes
                 .iter()
-                .map(|&(index, value)| (MODULES[index].to_owned(), value))
+                .map(|&index| (MODULES[index].to_owned(), after.modules[index]))
                 .collect(),
             flush: false,
         };
         serde_json::to_string(&message).ok()
     }
 
-    async fn publish(&self, tenant: TenantId, values: &[(usize, u64)]) {
-        let (Some(redis), Some(text)) = (&self.redis, self.message(tenant, values)) else {
+    async fn publish(&self, tenant: TenantId, after: &TenantGenerations, indexes: &[usize]) {
+        let (Some(redis), Some(text)) = (&self.redis, self.message(tenant, after, indexes)) else {
             return;
         };
         if let Err(error) = redis.publish(&text).await {
@@ -334,6 +374,9 @@ impl Cache {
             return;
         }
         if message.flush {
+            // `cache flush` removed the generations too: every namespace starts over, and
+            // loads already under way store under keys of the old ones.
+            self.generations.clear();
             self.l1.clear();
             log::info!("[Cache] Flushed L1 (remote)");
             return;
@@ -346,7 +389,7 @@ impl Cache {
             .iter()
             .filter_map(|(module, value)| module_index(module).map(|index| (index, *value)))
             .collect();
-        self.generations.merge(tenant, &updates);
+        self.generations.apply(tenant, message.epoch, &updates);
         for &(index, _) in &updates {
             self.metrics.invalidation(MODULES[index], true);
             log::info!(
@@ -369,7 +412,7 @@ impl Cache {
             let tenant = TenantId(tenant);
             let indexes: Vec<usize> = indexes.into_iter().collect();
             let replayed = match redis.increment_reconnecting(tenant, &indexes).await {
-                Ok(values) => match self.message(tenant, &values) {
+                Ok(after) => match self.message(tenant, &after, &indexes) {
                     Some(text) => redis.publish_reconnecting(&text).await,
                     None => Ok(()),
                 },

@@ -51,6 +51,8 @@ impl Drop for TestDatabase {
 
 pub struct TestApp {
     pub address: String,
+    /// The configuration it was started with (another replica can start from it).
+    pub config: Config,
     pub client: reqwest::Client,
     pub keys: JwtKeys,
     pub secret: String,
@@ -126,6 +128,7 @@ pub async fn start(config: Config, database: impl Into<Arc<TestDatabase>>) -> Te
         .unwrap_or_default();
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
+        config: config.clone(),
         client: reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -143,6 +146,16 @@ pub async fn start(config: Config, database: impl Into<Arc<TestDatabase>>) -> Te
 }
 
 impl TestApp {
+    /// One more instance like this one (same database, Redis, key prefix and JWT secret), started
+    /// now; returns once its bus is connected (when it has Redis).
+    pub async fn another_replica(&self) -> TestApp {
+        let app = start(self.config.clone(), self.database.clone()).await;
+        if self.config.redis_url().is_some() {
+            app.wait_for_redis("up").await;
+        }
+        app
+    }
+
     /// An admin token for `tenant`.
     pub fn token(&self, tenant: Uuid) -> String {
         self.token_as(tenant, Role::Admin)

@@ -18,6 +18,7 @@ mod metrics;
 mod openapi;
 mod paging;
 mod plans;
+mod redis_forgets;
 mod redis_server;
 mod relations;
 mod reliability;

@@ -36,6 +36,8 @@ pub async fn redis_answers(port: u16) -> bool {
 pub struct RedisServer {
     pub port: u16,
     child: Option<Child>,
+    /// Where `SAVE` writes and a restart loads the snapshot; `None`: nothing is ever loaded.
+    snapshots: Option<std::path::PathBuf>,
 }
 
 impl RedisServer {
@@ -43,6 +45,22 @@ impl RedisServer {
         let mut server = RedisServer {
             port: free_port(),
             child: None,
+            snapshots: None,
+        };
+        server.restart().await;
+        server
+    }
+
+    /// A server that keeps what `SAVE` wrote in a directory of its own, and loads it when it
+    /// restarts (as a restart with RDB persistence does).
+    pub async fn start_with_snapshots() -> Self {
+        let snapshots =
+            std::env::temp_dir().join(format!("aishacrm-redis-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&snapshots).expect("a snapshot directory");
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            snapshots: Some(snapshots),
         };
         server.restart().await;
         server
@@ -52,6 +70,11 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// The snapshot a restart loads (servers started with snapshots only).
+    pub fn snapshot_file(&self) -> Option<std::path::PathBuf> {
+        self.snapshots.as_ref().map(|dir| dir.join("dump.rdb"))
+    }
+
     pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
@@ -59,11 +82,20 @@ impl RedisServer {
     /// Starts redis-server on this server's port and waits (up to 10 s) until it answers.
     pub async fn restart(&mut self) {
         assert!(self.child.is_none(), "redis-server is already running");
+        let (dir, snapshot) = match &self.snapshots {
+            Some(dir) => (dir.clone(), "dump.rdb".to_owned()),
+            // A file name nothing writes, so a restart starts empty.
+            None => (
+                std::env::temp_dir(),
+                format!("aishacrm-none-{}.rdb", self.port),
+            ),
+        };
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string()])
             .args(["--save", "", "--appendonly", "no", "--bind", "127.0.0.1"])
             .arg("--dir")
-            .arg(std::env::temp_dir())
+            .arg(dir)
+            .args(["--dbfilename", &snapshot])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -97,5 +129,8 @@ impl RedisServer {
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.kill();
+        if let Some(dir) = &self.snapshots {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
