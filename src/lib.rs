@@ -10,5 +10,6 @@ pub mod errors;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod relay;
 pub mod startup;
 pub mod state;

@@ -17,6 +17,7 @@ use crate::db::{self, BoxError};
 use crate::domain::cursor::CursorCodec;
 use crate::http;
 use crate::metrics::Metrics;
+use crate::relay::{self, Outbox};
 use crate::state::AppState;
 
 /// The tenant of the dev token logged when `JWT_SECRET` is unset; `aishacrm seed --tenant` with
@@ -54,14 +55,23 @@ impl Application {
         }
         let metrics = Arc::new(Metrics::new());
         let cache = Arc::new(Cache::new(&config, metrics.clone())?);
+        let pool = db::build_pool(&config)?;
         // Background tasks live as long as the runtime that runs the server.
-        tokio::spawn(bus::run(cache.clone()));
+        let outbox = Outbox::start(pool.clone(), cache.clone());
+        tokio::spawn(bus::run(cache.clone(), {
+            let (pool, cache) = (pool.clone(), cache.clone());
+            move || {
+                let (pool, cache) = (pool.clone(), cache.clone());
+                async move { relay::relay_all(&pool, &cache).await }
+            }
+        }));
         tokio::spawn(log_stats_every(
             cache.clone(),
             Duration::from_secs(config.cache_stats_log_secs.max(1)),
         ));
         let state = web::Data::new(AppState {
-            pool: db::build_pool(&config)?,
+            pool,
+            outbox,
             cursors: CursorCodec::new(&secret),
             cache,
             db_timeout: config.db_statement_timeout() + Duration::from_secs(1),

@@ -6,6 +6,7 @@ use crate::cache::Cache;
 use crate::db::Pool;
 use crate::domain::cursor::CursorCodec;
 use crate::metrics::Metrics;
+use crate::relay::Outbox;
 
 impl AppState {
     /// A pooled connection whose work is bounded by `db_timeout`.
@@ -17,6 +18,8 @@ impl AppState {
 /// Shared state of one process, cloned (as `web::Data`) into every worker.
 pub struct AppState {
     pub pool: Pool,
+    /// Where writers hand back outbox rows Redis acknowledged.
+    pub outbox: Outbox,
     pub cursors: CursorCodec,
     pub cache: Arc<Cache>,
     /// Longest any request's database work may take (statement timeout plus a margin).

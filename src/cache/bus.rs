@@ -3,8 +3,9 @@
 //! up/down state of Redis: while it cannot subscribe, the cache runs degraded (L1 only, short
 //! lifetimes), and each reconnect drops L1 once, since messages may have been missed.
 
+use std::future::Future;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -28,21 +29,43 @@ pub struct Message {
     /// Every instance drops all of L1 (`aishacrm cache flush`).
     #[serde(default)]
     pub flush: bool,
+    /// When the write committed (milliseconds since the Unix epoch, the writer's clock): the
+    /// start of the invalidation lag a receiver measures. 0 when unknown.
+    #[serde(default)]
+    pub at_ms: u64,
 }
 
 /// The wire format's version, also in the channel's name (v2 added `epoch`).
 pub const VERSION: u8 = 2;
 
-/// How often the subscriber checks that the command connection is still healthy.
-const HEALTH_TICK: Duration = Duration::from_millis(250);
-const MAX_BACKOFF: Duration = Duration::from_secs(2);
+/// How often the subscriber pings Redis on its own connection. An instance that serves only L1
+/// hits sends Redis nothing else, and a flow a balancer forgot drops packets without a reset:
+/// without this, such an instance would never learn that it hears nothing.
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// How long a ping may take before the bus counts as lost: with [`HEARTBEAT`], a silent Redis
+/// counts as down within 1.5 s.
+const HEARTBEAT_DEADLINE: Duration = Duration::from_secs(1);
+/// Bound on connecting and subscribing.
+const SUBSCRIBE_TIMEOUT: Duration = Duration::from_secs(2);
+const FIRST_BACKOFF: Duration = Duration::from_millis(50);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// A subscription that lasted this long was a real recovery: the next loss retries quickly
+/// again. One that did not (a replay that failed, a server that drops us at once) keeps backing
+/// off, so a flapping Redis is not hammered with reconnects.
+const STABLE: Duration = Duration::from_secs(10);
 
-/// Runs until the process ends.
-pub async fn run(cache: Arc<Cache>) {
+/// Runs until the process ends. On every (re)subscription, `relay_outbox` first delivers every
+/// invalidation still waiting in the outbox (false when it could not); only then does the
+/// instance count Redis as up.
+pub async fn run<Relay, Relayed>(cache: Arc<Cache>, relay_outbox: Relay)
+where
+    Relay: Fn() -> Relayed,
+    Relayed: Future<Output = bool>,
+{
     let Some(redis) = cache.redis.as_ref() else {
         return;
     };
-    let mut backoff = Duration::from_millis(50);
+    let mut backoff = FIRST_BACKOFF;
     loop {
         let subscribed = async {
             redis.connect().await?;
@@ -50,35 +73,14 @@ pub async fn run(cache: Arc<Cache>) {
             pubsub.subscribe(redis.channel()).await?;
             Ok::<_, redis::RedisError>(pubsub)
         };
-        match tokio::time::timeout(Duration::from_secs(5), subscribed).await {
+        match tokio::time::timeout(SUBSCRIBE_TIMEOUT, subscribed).await {
             Ok(Ok(pubsub)) => {
-                backoff = Duration::from_millis(50);
-                cache.bus_connected().await;
-                if !redis.is_up() {
-                    // The replay failed: start over.
-                    cache.bus_lost();
-                    tokio::time::sleep(backoff).await;
-                    continue;
-                }
-                let mut messages = pubsub.into_on_message();
-                let mut tick = tokio::time::interval(HEALTH_TICK);
-                loop {
-                    tokio::select! {
-                        message = messages.next() => match message {
-                            Some(message) => {
-                                if let Ok(payload) = message.get_payload::<Vec<u8>>() {
-                                    cache.apply_message(&payload);
-                                }
-                            }
-                            None => break,
-                        },
-                        _ = tick.tick() => {
-                            // A failed command marked Redis down: resubscribe so that the
-                            // reconnect path (replay, drop L1 once) runs.
-                            if !redis.is_up() {
-                                break;
-                            }
-                        }
+                if come_up(&cache, &relay_outbox).await {
+                    let connected = Instant::now();
+                    let why = listen(&cache, pubsub).await;
+                    log::debug!("redis bus lost: {why}");
+                    if connected.elapsed() >= STABLE {
+                        backoff = FIRST_BACKOFF;
                     }
                 }
                 cache.bus_lost();
@@ -88,5 +90,61 @@ pub async fn run(cache: Arc<Cache>) {
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Relays the outbox until no write slipped in meanwhile, then counts Redis as up.
+async fn come_up<Relay, Relayed>(cache: &Cache, relay_outbox: &Relay) -> bool
+where
+    Relay: Fn() -> Relayed,
+    Relayed: Future<Output = bool>,
+{
+    // Writes keep arriving while Redis counts as down; a few rounds catch up with any pace a
+    // client can keep, and past them the next reconnect tries again.
+    for _ in 0..10 {
+        let seen = cache.degraded_writes();
+        if !relay_outbox().await {
+            log::warn!("[Cache] Redis is back but the outbox relay failed; staying degraded");
+            return false;
+        }
+        if cache.come_up(seen) {
+            return true;
+        }
+    }
+    false
+}
+
+/// Applies messages until the subscription ends, a heartbeat goes unanswered, or the cache marks
+/// Redis down; says which.
+async fn listen(cache: &Cache, pubsub: redis::aio::PubSub) -> &'static str {
+    let Some(redis) = cache.redis.as_ref() else {
+        return "no redis";
+    };
+    let (mut sink, mut messages) = pubsub.split();
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            message = messages.next() => match message {
+                Some(message) => {
+                    if let Ok(payload) = message.get_payload::<Vec<u8>>() {
+                        cache.apply_message(&payload);
+                    }
+                }
+                None => return "the subscription ended",
+            },
+            _ = heartbeat.tick() => {
+                // A failed invalidation marked Redis down: resubscribe so that the reconnect
+                // path (replay, drop L1 once) runs.
+                if !redis.is_up() {
+                    return "marked down";
+                }
+                match tokio::time::timeout(HEARTBEAT_DEADLINE, sink.ping::<redis::Value>()).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(_)) => return "a heartbeat failed",
+                    Err(_) => return "a heartbeat went unanswered",
+                }
+            }
+        }
     }
 }

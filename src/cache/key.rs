@@ -277,9 +277,13 @@ impl Generations {
         }
     }
 
-    /// Forgets one tenant (its counters went back: Redis lost writes).
-    pub fn forget(&self, tenant: TenantId) {
-        self.lock().forget(tenant);
+    /// Moves a tenant into a namespace of this instance alone (a fresh random epoch), for a
+    /// write that could not reach Redis.
+    pub fn detach(&self, tenant: TenantId) {
+        let mut state = self.lock();
+        state.make_room_for(tenant);
+        state.fence += 1;
+        state.tenants.insert(tenant.0, TenantGenerations::fresh());
     }
 
     /// Bumps generations locally (single-instance mode, or Redis unreachable). A tenant not

@@ -35,6 +35,16 @@ pub enum Target {
     Cluster(Vec<String>),
 }
 
+/// Which connection a command goes on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// The calling thread's own (only while Redis counts as up).
+    Worker,
+    /// The shared one, also while Redis counts as down: the outbox relay, which decides when it
+    /// may count as up again.
+    Shared,
+}
+
 /// The shared command connection.
 #[derive(Clone)]
 enum Shared {
@@ -242,26 +252,20 @@ impl Redis {
         format!("{}:*:g", self.prefix)
     }
 
-    /// Opens (once) the shared connection and checks it answers; every thread's own
-    /// connection is opened again on its next use.
+    /// Opens a new shared connection and checks it answers; every thread's own connection is
+    /// opened again on its next use. Never the old one again: it may sit on a flow that went
+    /// silent, where it would wait for answers that never come.
     pub async fn connect(&self) -> RedisResult<()> {
         self.epoch.fetch_add(1, Ordering::AcqRel);
-        let existing = self.read_connection();
-        let mut connection = match existing {
-            Some(connection) => connection,
-            None => {
-                let connection = tokio::time::timeout(self.timeout * 4, self.open())
-                    .await
-                    .map_err(|_| timed_out())??;
-                if let Ok(mut slot) = self.connection.write() {
-                    *slot = Some(connection.clone());
-                }
-                connection
-            }
-        };
-        self.bounded(redis::cmd("PING").query_async::<String>(&mut connection))
+        let mut connection = tokio::time::timeout(self.timeout * 4, self.open())
             .await
-            .map(|_| ())
+            .map_err(|_| timed_out())??;
+        self.bounded(redis::cmd("PING").query_async::<String>(&mut connection))
+            .await?;
+        if let Ok(mut slot) = self.connection.write() {
+            *slot = Some(connection);
+        }
+        Ok(())
     }
 
     async fn open(&self) -> RedisResult<Shared> {
@@ -375,13 +379,15 @@ impl Redis {
     }
 
     /// Increments the generations of `indexes` in one round trip; returns the tenant's
-    /// generations after it (in a new epoch when Redis had lost them).
+    /// generations after it (in a new epoch when Redis had lost them). `via` says which
+    /// connection carries it.
     pub async fn increment(
         &self,
+        via: Via,
         tenant: TenantId,
         indexes: &[usize],
     ) -> RedisResult<TenantGenerations> {
-        self.namespace_on(self.connection().await?, tenant, None, indexes)
+        self.namespace_on(self.connection_for(via).await?, tenant, None, indexes)
             .await
     }
 
@@ -389,28 +395,31 @@ impl Redis {
     /// back (a server that lost writes), so entries of that epoch may be older than they say.
     pub async fn leave_epoch(
         &self,
+        via: Via,
         tenant: TenantId,
         epoch: u64,
         indexes: &[usize],
     ) -> RedisResult<TenantGenerations> {
-        self.namespace_on(self.connection().await?, tenant, Some(epoch), indexes)
-            .await
+        self.namespace_on(
+            self.connection_for(via).await?,
+            tenant,
+            Some(epoch),
+            indexes,
+        )
+        .await
     }
 
-    /// The connection even while Redis counts as down (the reconnect path replays with it).
+    /// The shared connection even while Redis counts as down (the relay uses it on reconnect).
     fn any_connection(&self) -> RedisResult<Shared> {
         self.read_connection()
             .ok_or_else(|| RedisError::from(std::io::Error::other("redis not connected")))
     }
 
-    /// [`Self::increment`] while reconnecting, before the instance counts Redis as up.
-    pub async fn increment_reconnecting(
-        &self,
-        tenant: TenantId,
-        indexes: &[usize],
-    ) -> RedisResult<TenantGenerations> {
-        self.namespace_on(self.any_connection()?, tenant, None, indexes)
-            .await
+    async fn connection_for(&self, via: Via) -> RedisResult<Shared> {
+        match via {
+            Via::Worker => self.connection().await,
+            Via::Shared => self.any_connection(),
+        }
     }
 
     async fn namespace_on(
@@ -433,13 +442,9 @@ impl Redis {
         parse_generations(&fields)
     }
 
-    pub async fn publish(&self, message: &str) -> RedisResult<()> {
-        self.publish_on(self.connection().await?, message).await
-    }
-
-    /// [`Self::publish`] while reconnecting.
-    pub async fn publish_reconnecting(&self, message: &str) -> RedisResult<()> {
-        self.publish_on(self.any_connection()?, message).await
+    pub async fn publish(&self, via: Via, message: &str) -> RedisResult<()> {
+        self.publish_on(self.connection_for(via).await?, message)
+            .await
     }
 
     async fn publish_on(&self, mut connection: Shared, message: &str) -> RedisResult<()> {

@@ -2,6 +2,8 @@
 //! `web::get().to(list).wrap(cache_list("opportunities", "list", 180))` and
 //! `web::post().to(create).wrap(invalidate(&["opportunities"]))`.
 
+use std::time::SystemTime;
+
 use actix_web::body::{to_bytes, BoxBody};
 use actix_web::dev::{Service, ServiceRequest, ServiceResponse, Transform};
 use actix_web::http::header::{self, HeaderName, HeaderValue};
@@ -81,6 +83,17 @@ fn principal(req: &ServiceRequest) -> Option<Principal> {
     Some(principal)
 }
 
+/// The modules a write route invalidates, as its route declares them; the handler records them
+/// in the outbox of the write's transaction.
+#[derive(Debug, Clone, Copy)]
+pub struct Invalidates(pub &'static [&'static str]);
+
+/// Put on a write's response by its handler when the write may have committed (it did, or its
+/// outcome is unknown), with its outbox row if it recorded one. Without it, nothing is
+/// invalidated: a write refused before or inside its transaction changed nothing.
+#[derive(Debug, Clone, Copy)]
+pub struct MayHaveCommitted(pub Option<i64>);
+
 async fn invalidating(
     modules: &'static [&'static str],
     req: ServiceRequest,
@@ -88,12 +101,25 @@ async fn invalidating(
 ) -> Result<ServiceResponse<BoxBody>, Error> {
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let principal = principal(&req);
+    req.extensions_mut().insert(Invalidates(modules));
     let response = next.call(req).await?;
-    let status = response.status();
-    // A 5xx may hide a commit that happened; evicting too much is safe, too little is not.
-    if status.is_success() || status.is_server_error() {
-        if let (Some(state), Some(principal)) = (state, principal) {
-            state.cache.invalidate(principal.tenant, modules).await;
+    let committed = response
+        .response()
+        .extensions()
+        .get::<MayHaveCommitted>()
+        .copied();
+    if let (Some(MayHaveCommitted(row)), Some(state), Some(principal)) =
+        (committed, state, principal)
+    {
+        let committed_at = SystemTime::now();
+        // Tests kill the writer here to show that the outbox survives it.
+        fail::fail_point!("cache::after_commit", |_| std::process::abort());
+        let acknowledged = state
+            .cache
+            .invalidate(principal.tenant, modules, committed_at)
+            .await;
+        if let (true, Some(row)) = (acknowledged, row) {
+            state.outbox.acknowledged(row);
         }
     }
     Ok(response)

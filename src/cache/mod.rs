@@ -14,9 +14,9 @@ pub mod l2;
 pub mod middleware;
 
 use std::borrow::Cow;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
@@ -32,7 +32,7 @@ use key::{
     cache_key, dependency_generations, module_index, Generations, Key, TenantGenerations, MODULES,
 };
 use l1::L1;
-use l2::Redis;
+use l2::{Redis, Via};
 
 /// A cached answer found for a request.
 pub enum Found {
@@ -61,8 +61,9 @@ pub struct Cache {
     pub redis: Option<Redis>,
     generations: Generations,
     pub flights: Flights,
-    /// Modules written while Redis was unreachable; bumped in Redis on reconnect.
-    dirty: Mutex<HashMap<Uuid, HashSet<usize>>>,
+    /// Counts writes invalidated only here while Redis counted as down. Held while Redis comes
+    /// back up, so that no such write slips between the relay of the outbox and going up.
+    degraded_writes: Mutex<u64>,
     pub metrics: Arc<Metrics>,
     /// Skips our own bus messages.
     pub instance: Uuid,
@@ -89,7 +90,7 @@ impl Cache {
             redis,
             generations: Generations::default(),
             flights: Flights::default(),
-            dirty: Mutex::new(HashMap::new()),
+            degraded_writes: Mutex::new(0),
             metrics,
             instance: Uuid::new_v4(),
             ttl_overrides: config.cache_ttl_overrides.clone(),
@@ -146,7 +147,7 @@ impl Cache {
         self.redis.as_ref().is_some_and(|redis| !redis.is_up())
     }
 
-    /// A Redis command failed: run degraded until the bus reconnects.
+    /// An invalidation did not reach Redis: run degraded until the bus reconnects and replays it.
     fn redis_failed(&self, error: &redis::RedisError) {
         if let Some(redis) = &self.redis {
             if redis.set_up(false) {
@@ -165,10 +166,8 @@ impl Cache {
         let fetched = match &self.redis {
             Some(redis) if redis.is_up() => match redis.generations(tenant).await {
                 Ok(fetched) => fetched,
-                Err(error) => {
-                    self.redis_failed(&error);
-                    TenantGenerations::fresh()
-                }
+                // A namespace of this request only, not remembered: the next one asks again.
+                Err(_) => return TenantGenerations::fresh(),
             },
             _ => TenantGenerations::fresh(),
         };
@@ -228,8 +227,8 @@ impl Cache {
                 Ok(Some(entry)) if stale.is_none() && entry.is_servable_stale() => {
                     stale = Some(Arc::new(entry));
                 }
-                Ok(_) => {}
-                Err(error) => self.redis_failed(&error),
+                // A failed read is a miss; only the bus decides that Redis is down.
+                Ok(_) | Err(_) => {}
             }
         }
         match stale {
@@ -260,29 +259,55 @@ impl Cache {
             .insert(lookup.key, entry.clone(), self.l1_lifetime(&entry))
             .await;
         if let Some(redis) = self.redis.as_ref().filter(|redis| redis.is_up()) {
-            if let Err(error) = redis.set(lookup.tenant, &lookup.key, &entry).await {
-                self.redis_failed(&error);
-            }
+            // A failed write only leaves L2 without the entry.
+            let _ = redis.set(lookup.tenant, &lookup.key, &entry).await;
         }
         Some(entry)
     }
 
+    /// Whether writes record their invalidation in the outbox: whenever there are other
+    /// instances to tell (Redis is configured).
+    pub fn uses_outbox(&self) -> bool {
+        self.redis.is_some()
+    }
+
     /// Evicts the tenant's answers of `modules` (and of everything depending on them) on every
-    /// instance: bumps their generations in Redis and tells the other instances. Called after the
-    /// write committed and before its answer is sent.
-    pub async fn invalidate(&self, tenant: TenantId, modules: &[&str]) {
+    /// instance: bumps their generations in Redis and tells the other instances. Called after a
+    /// write that may have committed, before its answer is sent. Whether Redis acknowledged both
+    /// (the write's outbox row may then go); if not, this instance still shows the write at
+    /// once, and the outbox relay tells the others.
+    pub async fn invalidate(
+        &self,
+        tenant: TenantId,
+        modules: &[&str],
+        committed_at: SystemTime,
+    ) -> bool {
         let indexes: Vec<usize> = modules.iter().filter_map(|m| module_index(m)).collect();
-        match self.redis.as_ref() {
-            Some(redis) if redis.is_up() => match self.increment(redis, tenant, &indexes).await {
-                Ok(after) => self.publish(tenant, &after, &indexes).await,
-                Err(error) => {
-                    self.redis_failed(&error);
-                    self.bump_locally(tenant, &indexes, true);
+        let acknowledged = match self.redis.as_ref() {
+            Some(redis) if redis.is_up() => {
+                match self
+                    .tell(redis, Via::Worker, tenant, &indexes, committed_at)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(error) => {
+                        // The others may miss this write until the relay delivers it, and so
+                        // may this instance miss theirs: degraded until the bus reconnects.
+                        self.redis_failed(&error);
+                        self.write_while_degraded(tenant);
+                        false
+                    }
                 }
-            },
-            Some(_) => self.bump_locally(tenant, &indexes, true),
-            None => self.bump_locally(tenant, &indexes, false),
-        }
+            }
+            Some(_) => {
+                self.write_while_degraded(tenant);
+                false
+            }
+            None => {
+                self.generations.bump(tenant, &indexes);
+                false
+            }
+        };
         for &index in &indexes {
             self.metrics.invalidation(MODULES[index], false);
             log::info!(
@@ -290,57 +315,43 @@ impl Cache {
                 MODULES[index]
             );
         }
+        acknowledged
     }
 
-    /// Increments in Redis and applies the result here. Within one epoch an increment answers
-    /// more than any value read before it was sent; an answer that is not means the server went
-    /// back (it lost writes), so the tenant's namespace is started over.
-    async fn increment(
+    /// Relays one outbox row: what a write (perhaps of another instance, perhaps dead) must
+    /// invalidate. Applied here too, since an instance skips its own bus messages.
+    pub async fn relay(
+        &self,
+        tenant: TenantId,
+        modules: &[String],
+        committed_at: SystemTime,
+    ) -> redis::RedisResult<()> {
+        let Some(redis) = &self.redis else {
+            return Ok(());
+        };
+        let indexes: Vec<usize> = modules.iter().filter_map(|m| module_index(m)).collect();
+        self.tell(redis, Via::Shared, tenant, &indexes, committed_at)
+            .await?;
+        for &index in &indexes {
+            self.metrics.invalidation(MODULES[index], true);
+            log::info!(
+                "[Cache] Invalidated: {} for tenant {tenant} (relayed)",
+                MODULES[index]
+            );
+        }
+        Ok(())
+    }
+
+    /// Increments in Redis, applies the result here and publishes it.
+    async fn tell(
         &self,
         redis: &Redis,
+        via: Via,
         tenant: TenantId,
         indexes: &[usize],
-    ) -> redis::RedisResult<TenantGenerations> {
-        let before = self.generations.get(tenant).0;
-        let mut after = redis.increment(tenant, indexes).await?;
-        let went_back = before.is_some_and(|before| {
-            before.epoch == after.epoch
-                && indexes
-                    .iter()
-                    .any(|&index| after.modules[index] <= before.modules[index])
-        });
-        if went_back {
-            log::warn!(
-                "[Cache] Redis lost generations of tenant {tenant}; starting its namespace over"
-            );
-            after = redis.leave_epoch(tenant, after.epoch, indexes).await?;
-        }
-        self.apply(tenant, &after, indexes);
-        Ok(after)
-    }
-
-    fn apply(&self, tenant: TenantId, after: &TenantGenerations, indexes: &[usize]) {
-        let updates: Vec<(usize, u64)> = indexes
-            .iter()
-            .map(|&index| (index, after.modules[index]))
-            .collect();
-        self.generations.apply(tenant, after.epoch, &updates);
-    }
-
-    fn bump_locally(&self, tenant: TenantId, indexes: &[usize], remember: bool) {
-        self.generations.bump(tenant, indexes);
-        if remember {
-            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-            dirty.entry(tenant.0).or_default().extend(indexes);
-        }
-    }
-
-    fn message(
-        &self,
-        tenant: TenantId,
-        after: &TenantGenerations,
-        indexes: &[usize],
-    ) -> Option<String> {
+        committed_at: SystemTime,
+    ) -> redis::RedisResult<()> {
+        let after = self.increment(redis, via, tenant, indexes).await?;
         let message = bus::Message {
             v: bus::VERSION,
             from: self.instance,
@@ -351,17 +362,57 @@ impl Cache {
                 .map(|&index| (MODULES[index].to_owned(), after.modules[index]))
                 .collect(),
             flush: false,
+            at_ms: committed_at
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |since| since.as_millis() as u64),
         };
-        serde_json::to_string(&message).ok()
+        let text = serde_json::to_string(&message)
+            .map_err(|error| redis::RedisError::from(std::io::Error::other(error)))?;
+        redis.publish(via, &text).await
     }
 
-    async fn publish(&self, tenant: TenantId, after: &TenantGenerations, indexes: &[usize]) {
-        let (Some(redis), Some(text)) = (&self.redis, self.message(tenant, after, indexes)) else {
-            return;
-        };
-        if let Err(error) = redis.publish(&text).await {
-            self.redis_failed(&error);
+    /// Increments in Redis and applies the result here. Within one epoch an increment answers
+    /// more than any value read before it was sent; an answer that is not means the server went
+    /// back (it lost writes), so the tenant's namespace is started over.
+    async fn increment(
+        &self,
+        redis: &Redis,
+        via: Via,
+        tenant: TenantId,
+        indexes: &[usize],
+    ) -> redis::RedisResult<TenantGenerations> {
+        let before = self.generations.get(tenant).0;
+        let mut after = redis.increment(via, tenant, indexes).await?;
+        let went_back = before.is_some_and(|before| {
+            before.epoch == after.epoch
+                && indexes
+                    .iter()
+                    .any(|&index| after.modules[index] <= before.modules[index])
+        });
+        if went_back {
+            log::warn!(
+                "[Cache] Redis lost generations of tenant {tenant}; starting its namespace over"
+            );
+            after = redis.leave_epoch(via, tenant, after.epoch, indexes).await?;
         }
+        let updates: Vec<(usize, u64)> = indexes
+            .iter()
+            .map(|&index| (index, after.modules[index]))
+            .collect();
+        self.generations.apply(tenant, after.epoch, &updates);
+        Ok(after)
+    }
+
+    /// A write this instance could not tell Redis about: its later reads use a namespace of
+    /// their own (a new random epoch no other instance or L2 entry has), so they show the write
+    /// at once; the outbox relay tells the others.
+    fn write_while_degraded(&self, tenant: TenantId) {
+        let mut count = self
+            .degraded_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generations.detach(tenant);
+        *count += 1;
     }
 
     /// Applies a bus message from another instance.
@@ -399,37 +450,36 @@ impl Cache {
         }
     }
 
-    /// The bus (re)subscribed: replay writes made while Redis was unreachable, forget what may
-    /// have been missed (generations, all of L1), and only then leave degraded mode, so that no
-    /// answer from before the reconnect is served as current.
-    pub async fn bus_connected(&self) {
-        let Some(redis) = &self.redis else { return };
-        let dirty: Vec<(Uuid, HashSet<usize>)> = {
-            let mut dirty = self.dirty.lock().unwrap_or_else(|p| p.into_inner());
-            dirty.drain().collect()
+    /// How many writes were invalidated only here so far (see [`Self::come_up`]).
+    pub fn degraded_writes(&self) -> u64 {
+        *self
+            .degraded_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The bus (re)subscribed and the outbox was relayed: forget what may have been missed
+    /// (generations, all of L1) and only then count Redis as up, so that no answer from before
+    /// the reconnect is served as current. Refused (false) when a write was invalidated only
+    /// here since `degraded_writes` was read: the relay may not have seen its row, so the
+    /// caller relays again first.
+    pub fn come_up(&self, degraded_writes: u64) -> bool {
+        let Some(redis) = &self.redis else {
+            return true;
         };
-        for (tenant, indexes) in dirty {
-            let tenant = TenantId(tenant);
-            let indexes: Vec<usize> = indexes.into_iter().collect();
-            let replayed = match redis.increment_reconnecting(tenant, &indexes).await {
-                Ok(after) => match self.message(tenant, &after, &indexes) {
-                    Some(text) => redis.publish_reconnecting(&text).await,
-                    None => Ok(()),
-                },
-                Err(error) => Err(error),
-            };
-            if let Err(error) = replayed {
-                // Still unreachable: keep the write for the next reconnect.
-                log::warn!("[Cache] Redis replay failed ({error}); staying degraded");
-                self.bump_locally(tenant, &indexes, true);
-                return;
-            }
+        let count = self
+            .degraded_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *count != degraded_writes {
+            return false;
         }
         self.generations.clear();
         self.l1.clear();
         redis.set_up(true);
         self.metrics.bus_connected.set(1);
         log::info!("[Cache] Redis connected: L2 and bus active, L1 dropped once");
+        true
     }
 
     pub fn bus_lost(&self) {

@@ -43,6 +43,8 @@ pub trait Entity: 'static {
         id: Uuid,
     ) -> impl Future<Output = QueryResult<Self::Record>> + Send;
 
+    /// Writes run inside the caller's transaction ([`crate::db::Checkout::write`]), which also
+    /// records their cache invalidation.
     fn create(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
@@ -210,19 +212,15 @@ macro_rules! impl_entity {
                 tenant: $crate::auth::TenantId,
                 body: $crate::domain::fields::ValidBody,
             ) -> Result<$record, $crate::errors::ApiError> {
-                use diesel_async::AsyncConnection;
                 let new = $new::from_body(tenant, body)?;
-                conn.transaction(async |conn| {
-                    if let Some((kind, id)) = $crate::db::entity::References::references(&new) {
-                        $crate::db::entity::check_reference(conn, tenant, kind, id).await?;
-                    }
-                    Ok(diesel::insert_into($table::table)
-                        .values(&new)
-                        .returning($record::as_returning())
-                        .get_result(conn)
-                        .await?)
-                })
-                .await
+                if let Some((kind, id)) = $crate::db::entity::References::references(&new) {
+                    $crate::db::entity::check_reference(conn, tenant, kind, id).await?;
+                }
+                Ok(diesel::insert_into($table::table)
+                    .values(&new)
+                    .returning($record::as_returning())
+                    .get_result(conn)
+                    .await?)
             }
 
             async fn update(
@@ -231,25 +229,20 @@ macro_rules! impl_entity {
                 id: uuid::Uuid,
                 body: $crate::domain::fields::ValidBody,
             ) -> Result<$record, $crate::errors::ApiError> {
-                use diesel_async::AsyncConnection;
                 let changes = $changes::from_body(body)?;
-                conn.transaction(async |conn| {
-                    if let Some((kind, related)) =
-                        $crate::db::entity::References::references(&changes)
-                    {
-                        $crate::db::entity::check_reference(conn, tenant, kind, related).await?;
-                    }
-                    Ok(diesel::update(
-                        $table::table
-                            .filter($table::tenant_id.eq(tenant.0))
-                            .filter($table::id.eq(id)),
-                    )
-                    .set(&changes)
-                    .returning($record::as_returning())
-                    .get_result(conn)
-                    .await?)
-                })
-                .await
+                if let Some((kind, related)) = $crate::db::entity::References::references(&changes)
+                {
+                    $crate::db::entity::check_reference(conn, tenant, kind, related).await?;
+                }
+                Ok(diesel::update(
+                    $table::table
+                        .filter($table::tenant_id.eq(tenant.0))
+                        .filter($table::id.eq(id)),
+                )
+                .set(&changes)
+                .returning($record::as_returning())
+                .get_result(conn)
+                .await?)
             }
 
             async fn delete(

@@ -8,6 +8,7 @@ pub mod entity;
 pub mod explain;
 pub mod leads;
 pub mod opportunities;
+pub mod outbox;
 pub mod schema;
 pub mod seed;
 
@@ -126,6 +127,87 @@ impl Checkout {
                 )))
             }
         }
+    }
+}
+
+/// What a write may have done to the database, as far as the cache must know.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commit {
+    /// Nothing was committed: it failed before or inside its transaction, which rolled back.
+    /// Every cached answer is still current.
+    None,
+    /// It committed, or it failed while committing and its outcome is unknown: it must be
+    /// invalidated. With the row it left in the outbox, when it records one.
+    Maybe(Option<i64>),
+}
+
+/// The outcome of [`Checkout::write`].
+pub struct Write<T> {
+    pub result: Result<T, ApiError>,
+    pub commit: Commit,
+}
+
+impl Checkout {
+    /// Runs `work` in a transaction, recording `invalidates` (a tenant and its modules) in the
+    /// cache outbox in the same transaction, and says whether it may have committed: an error
+    /// before COMMIT was sent rolled everything back, one during COMMIT (a lost connection, a
+    /// timeout) leaves the outcome unknown. Bounded by the checkout's timeout, like [`Self::run`].
+    pub async fn write<T>(
+        &mut self,
+        invalidates: Option<(crate::auth::TenantId, &[&str])>,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+    ) -> Write<T> {
+        use diesel_async::{AnsiTransactionManager, TransactionManager};
+        let timeout = self.timeout;
+        let Some(conn) = self.conn.as_mut() else {
+            return Write {
+                result: Err(ApiError::DatabaseUnavailable("connection discarded".into())),
+                commit: Commit::None,
+            };
+        };
+        let conn: &mut AsyncPgConnection = conn;
+        // Set once COMMIT is on its way: from then on a failure cannot tell what happened.
+        let mut committing: Option<Option<i64>> = None;
+        let transaction = async {
+            AnsiTransactionManager::begin_transaction(conn).await?;
+            let done = async {
+                let value = work(&mut *conn).await?;
+                let row = match invalidates {
+                    Some((tenant, modules)) => Some(outbox::record(conn, tenant, modules).await?),
+                    None => None,
+                };
+                Ok::<_, ApiError>((value, row))
+            }
+            .await;
+            match done {
+                Ok((value, row)) => {
+                    committing = Some(row);
+                    AnsiTransactionManager::commit_transaction(conn).await?;
+                    Ok(value)
+                }
+                Err(error) => {
+                    // A failed rollback leaves nothing committed either; the pool discards
+                    // the broken connection.
+                    let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+                    Err(error)
+                }
+            }
+        };
+        let result = match tokio::time::timeout(timeout, transaction).await {
+            Ok(result) => result,
+            Err(_) => {
+                self.poisoned = true;
+                Err(ApiError::DatabaseUnavailable(format!(
+                    "no answer from the database within {timeout:?}"
+                )))
+            }
+        };
+        let commit = match (&result, committing) {
+            (_, Some(row)) => Commit::Maybe(row),
+            (Ok(_), None) => Commit::Maybe(None),
+            (Err(_), None) => Commit::None,
+        };
+        Write { result, commit }
     }
 }
 

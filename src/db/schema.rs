@@ -81,3 +81,12 @@ diesel::table! {
 }
 
 diesel::allow_tables_to_appear_in_same_query!(accounts, contacts, leads, opportunities, activities);
+
+diesel::table! {
+    cache_outbox (id) {
+        id -> Int8,
+        tenant_id -> Uuid,
+        modules -> Array<Text>,
+        committed_at -> Timestamptz,
+    }
+}

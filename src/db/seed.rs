@@ -19,10 +19,11 @@ use super::leads::NewLead;
 use super::opportunities::NewOpportunity;
 use super::schema::{accounts, activities, contacts, leads, opportunities};
 use super::BoxError;
+use crate::auth::TenantId;
 use crate::cli::SeedArgs;
 use crate::config::Config;
 use crate::domain::entities::{
-    ACTIVITY_STATUSES, ACTIVITY_TYPES, CONTACT_STATUSES, LEAD_STATUSES, STAGES,
+    ACTIVITY_STATUSES, ACTIVITY_TYPES, ALL, CONTACT_STATUSES, LEAD_STATUSES, STAGES,
 };
 
 /// Rows per INSERT: PostgreSQL takes at most 65,535 bind parameters per statement.
@@ -343,6 +344,9 @@ pub async fn run(config: &Config, args: &SeedArgs) -> Result<(), BoxError> {
         )?,
     );
     let pool = super::build_pool(config)?;
+    // A live service may have the tenants' answers cached: the outbox tells every instance,
+    // through Redis, once the rows are in (or once the seed of a tenant failed part way).
+    let tell_instances = config.redis_target().is_some();
     let started = Instant::now();
     stream::iter(tenants.iter().copied().map(Ok::<_, BoxError>))
         .try_for_each_concurrent(2, |tenant| {
@@ -351,7 +355,12 @@ pub async fn run(config: &Config, args: &SeedArgs) -> Result<(), BoxError> {
             let per_tenant = args.per_tenant;
             async move {
                 let mut conn = pool.get().await?;
-                seed_tenant(&mut conn, tenant, per_tenant, &progress).await
+                let seeded = seed_tenant(&mut conn, tenant, per_tenant, &progress).await;
+                if tell_instances {
+                    let modules: Vec<&str> = ALL.iter().map(|spec| spec.module).collect();
+                    super::outbox::record(&mut conn, TenantId(tenant), &modules).await?;
+                }
+                seeded
             }
         })
         .await?;

@@ -161,7 +161,10 @@ async fn invalidate(
             }
         },
     };
-    state.cache.invalidate(principal.tenant, &modules).await;
+    state
+        .cache
+        .invalidate(principal.tenant, &modules, std::time::SystemTime::now())
+        .await;
     Ok(HttpResponse::Ok().json(json!({"invalidated": modules})))
 }
 

@@ -2,16 +2,16 @@
 
 use actix_web::http::header::{self, ContentType};
 use actix_web::web::Bytes;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::body::JsonObject;
 use super::only;
 use crate::auth::{Principal, TenantId};
-use crate::cache::middleware::{cache_list, invalidate};
+use crate::cache::middleware::{cache_list, invalidate, Invalidates, MayHaveCommitted};
 use crate::db::entity::{page, Keyed};
-use crate::db::Entity;
+use crate::db::{Commit, Entity, Write};
 use crate::domain::fields::{parse_body, Mode};
 use crate::domain::query::{parse_count, ListQuery};
 use crate::errors::ApiError;
@@ -159,20 +159,53 @@ async fn get<E: Entity>(
     Ok(HttpResponse::Ok().json(record))
 }
 
+/// The modules the route declared for this write, and whether its transaction records them in
+/// the outbox (only when other instances need telling).
+fn outbox<'a>(
+    state: &AppState,
+    principal: &Principal,
+    req: &'a HttpRequest,
+) -> Option<(TenantId, &'a [&'a str])> {
+    let invalidates = req.extensions().get::<Invalidates>().copied()?;
+    state
+        .cache
+        .uses_outbox()
+        .then_some((principal.tenant, invalidates.0))
+}
+
+/// The answer of a write: `ok` of its value, or its error; marked for invalidation when the
+/// data layer says it may have committed.
+fn answer<T>(write: Write<T>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
+    let mut response = match write.result {
+        Ok(value) => ok(value),
+        Err(error) => error.error_response(),
+    };
+    if let Commit::Maybe(row) = write.commit {
+        response.extensions_mut().insert(MayHaveCommitted(row));
+    }
+    response
+}
+
 async fn create<E: Entity>(
     principal: Principal,
+    req: HttpRequest,
     body: JsonObject,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = parse_body(E::SPEC, body.0, Mode::Create)?;
     let mut db = state.db().await?;
-    let record = db
-        .run(|conn| E::create(conn, principal.tenant, body))
-        .await?;
-    let location = format!("/api/v2/{}/{}", E::SPEC.module, record.cursor().id);
-    Ok(HttpResponse::Created()
-        .insert_header((header::LOCATION, location))
-        .json(record))
+    let tenant = principal.tenant;
+    let write = db
+        .write(outbox(&state, &principal, &req), async |conn| {
+            E::create(conn, tenant, body).await
+        })
+        .await;
+    Ok(answer(write, |record| {
+        let location = format!("/api/v2/{}/{}", E::SPEC.module, record.cursor().id);
+        HttpResponse::Created()
+            .insert_header((header::LOCATION, location))
+            .json(record)
+    }))
 }
 
 async fn update<E: Entity>(
@@ -184,10 +217,13 @@ async fn update<E: Entity>(
     let id = path_id(&req)?;
     let body = parse_body(E::SPEC, body.0, Mode::Update)?;
     let mut db = state.db().await?;
-    let record = db
-        .run(|conn| E::update(conn, principal.tenant, id, body))
-        .await?;
-    Ok(HttpResponse::Ok().json(record))
+    let tenant = principal.tenant;
+    let write = db
+        .write(outbox(&state, &principal, &req), async |conn| {
+            E::update(conn, tenant, id, body).await
+        })
+        .await;
+    Ok(answer(write, |record| HttpResponse::Ok().json(record)))
 }
 
 async fn delete<E: Entity>(
@@ -197,6 +233,11 @@ async fn delete<E: Entity>(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
     let mut db = state.db().await?;
-    db.run(|conn| E::delete(conn, principal.tenant, id)).await?;
-    Ok(HttpResponse::NoContent().finish())
+    let tenant = principal.tenant;
+    let write = db
+        .write(outbox(&state, &principal, &req), async |conn| {
+            Ok(E::delete(conn, tenant, id).await?)
+        })
+        .await;
+    Ok(answer(write, |()| HttpResponse::NoContent().finish()))
 }

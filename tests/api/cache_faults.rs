@@ -14,9 +14,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 use tokio::time::timeout;
 use uuid::Uuid;
 
@@ -24,6 +21,7 @@ use crate::helpers::{
     assert_error, header, into_json, minimal, ready, spawn_replicas_on, start, test_config,
     time_until_redis, TestApp, TestDatabase,
 };
+use crate::proxy::{through_proxy, Proxy};
 use crate::redis_server::RedisServer;
 
 // ---------------------------------------------------------------------------------------------
@@ -707,137 +705,6 @@ async fn when_redis_returns_l2_and_the_bus_resume_and_l1_is_dropped_once() {
 
 // ---------------------------------------------------------------------------------------------
 // 2. PostgreSQL unreachable.
-
-/// A TCP proxy on a fixed loopback port. `stop` closes the listener and cuts every connection;
-/// `freeze` keeps every socket open but forwards nothing more (a network partition).
-struct Proxy {
-    port: u16,
-    upstream: String,
-    accept: Option<JoinHandle<()>>,
-    links: Arc<Mutex<Vec<JoinHandle<()>>>>,
-    frozen: watch::Sender<bool>,
-    /// Sockets of a frozen proxy, kept open and silent.
-    graveyard: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    async fn start(upstream: &str) -> Self {
-        let mut proxy = Proxy {
-            port: 0,
-            upstream: upstream.to_owned(),
-            accept: None,
-            links: Arc::default(),
-            frozen: watch::channel(false).0,
-            graveyard: Arc::default(),
-        };
-        proxy.restart().await;
-        proxy
-    }
-
-    /// (Re)opens the listener on the same port (a free one the first time).
-    async fn restart(&mut self) {
-        assert!(self.accept.is_none(), "the proxy is already running");
-        self.frozen.send_replace(false);
-        let listener = TcpListener::bind(("127.0.0.1", self.port))
-            .await
-            .expect("binding the proxy port");
-        self.port = listener.local_addr().unwrap().port();
-        let (upstream, links) = (self.upstream.clone(), self.links.clone());
-        let (frozen, graveyard) = (self.frozen.clone(), self.graveyard.clone());
-        self.accept = Some(tokio::spawn(async move {
-            while let Ok((inbound, _)) = listener.accept().await {
-                let link = tokio::spawn(forward(
-                    inbound,
-                    upstream.clone(),
-                    frozen.subscribe(),
-                    graveyard.clone(),
-                ));
-                let mut links = links.lock().unwrap();
-                links.retain(|link| !link.is_finished());
-                links.push(link);
-            }
-        }));
-    }
-
-    /// Closes the listener and every open connection (both ends).
-    async fn stop(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-            let _ = accept.await;
-        }
-        let links: Vec<JoinHandle<()>> = std::mem::take(&mut *self.links.lock().unwrap());
-        for link in &links {
-            link.abort();
-        }
-        for link in links {
-            let _ = link.await;
-        }
-        self.graveyard.lock().unwrap().clear();
-    }
-
-    /// Stops forwarding without closing anything: connections stay open and silent, new ones are
-    /// accepted and never answered.
-    fn freeze(&self) {
-        self.frozen.send_replace(true);
-    }
-}
-
-impl Drop for Proxy {
-    fn drop(&mut self) {
-        if let Some(accept) = self.accept.take() {
-            accept.abort();
-        }
-        for link in self.links.lock().unwrap().drain(..) {
-            link.abort();
-        }
-    }
-}
-
-async fn forward(
-    mut inbound: TcpStream,
-    upstream: String,
-    mut frozen: watch::Receiver<bool>,
-    graveyard: Arc<Mutex<Vec<TcpStream>>>,
-) {
-    if *frozen.borrow() {
-        graveyard.lock().unwrap().push(inbound);
-        return;
-    }
-    let Ok(mut outbound) = TcpStream::connect(&upstream).await else {
-        return;
-    };
-    let froze = tokio::select! {
-        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => false,
-        _ = frozen.wait_for(|frozen| *frozen) => true,
-    };
-    if froze {
-        graveyard.lock().unwrap().extend([inbound, outbound]);
-    }
-}
-
-/// `url` with its host and port replaced by `127.0.0.1:port`, and the `host:port` it named.
-fn through_proxy(url: &str, port: u16) -> (String, String) {
-    let authority_start = url.find("://").expect("a URL") + 3;
-    let authority_end = url[authority_start..]
-        .find(['/', '?'])
-        .map_or(url.len(), |end| authority_start + end);
-    let authority = &url[authority_start..authority_end];
-    let (userinfo, host_port) = match authority.rfind('@') {
-        Some(at) => authority.split_at(at + 1),
-        None => ("", authority),
-    };
-    let upstream = if host_port.contains(':') {
-        host_port.to_owned()
-    } else {
-        format!("{host_port}:5432")
-    };
-    let proxied = format!(
-        "{}{userinfo}127.0.0.1:{port}{}",
-        &url[..authority_start],
-        &url[authority_end..]
-    );
-    (proxied, upstream)
-}
 
 /// An instance whose database connections all go through `proxy`.
 async fn start_behind(proxy: &Proxy, database: &Arc<TestDatabase>, fail_safe_secs: u64) -> TestApp {

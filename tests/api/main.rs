@@ -3,6 +3,7 @@
 mod helpers;
 
 mod auth;
+mod bus_faults;
 mod cache;
 mod cache_faults;
 mod cache_race;
@@ -16,8 +17,10 @@ mod health;
 mod logs;
 mod metrics;
 mod openapi;
+mod outbox;
 mod paging;
 mod plans;
+mod proxy;
 mod redis_forgets;
 mod redis_server;
 mod relations;

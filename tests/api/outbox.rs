@@ -1,0 +1,271 @@
+//! Only a write that may have committed invalidates, and a committed write's invalidation
+//! survives its writer (contract, "Cache", rules 11 and 12): a writer killed between COMMIT and
+//! telling Redis (a test-only fail point), a PUBLISH or an increment cut on its way to Redis (a
+//! proxy of the test's own), a writer cut off from Redis while it keeps writing, and PostgreSQL
+//! unreachable while clients retry their writes.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::helpers::{
+    assert_error, minimal, ready, spawn_replicas_on, start, test_config, time_until_redis, TestApp,
+    TestDatabase,
+};
+use crate::logs::Server;
+use crate::proxy::{through_proxy, Proxy};
+use crate::redis_server::RedisServer;
+
+const COUNT: &str = "/api/v2/leads/count";
+
+async fn count(app: &TestApp, token: &str) -> (i64, String) {
+    let (cache, tier, body) = app.get_cached(COUNT, token).await;
+    let count = body["count"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("a count without a number: {body}"));
+    (count, format!("{cache} {tier}"))
+}
+
+/// Reads the count on `app` until it is `expected`; how long that took (fails past `limit`).
+async fn until_count(app: &TestApp, token: &str, expected: i64, limit: Duration) -> Duration {
+    let started = Instant::now();
+    loop {
+        let (seen, how) = count(app, token).await;
+        if seen == expected {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < limit,
+            "{} still answers {seen} ({how}) {limit:?} after the write",
+            app.address
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Rows waiting in the outbox of `app`'s database.
+async fn outbox_rows(app: &TestApp) -> i64 {
+    aishacrm::db::outbox::waiting(&mut app.db().await)
+        .await
+        .expect("counting outbox rows")
+}
+
+async fn until_outbox_empty(app: &TestApp, limit: Duration) {
+    let started = Instant::now();
+    while outbox_rows(app).await > 0 {
+        assert!(
+            started.elapsed() < limit,
+            "outbox rows still wait after {limit:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// An instance like `like` whose Redis connections all go through `proxy`.
+async fn behind(proxy: &Proxy, like: &TestApp) -> TestApp {
+    let mut config = like.config.clone();
+    config.redis_url = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let app = start(config, like.database.clone()).await;
+    app.wait_for_redis("up").await;
+    app
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_within_1_s() {
+    let redis = RedisServer::start().await;
+    let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
+    let reader = &apps[0];
+    let token = reader.token(Uuid::new_v4());
+    count(reader, &token).await;
+    assert_eq!(count(reader, &token).await.1, "HIT L1");
+
+    let env = [
+        ("DATABASE_URL", reader.config.database_url.clone()),
+        ("REDIS_URL", redis.url()),
+        ("CACHE_KEY_PREFIX", reader.config.cache_key_prefix.clone()),
+        ("JWT_SECRET", reader.secret.clone()),
+        ("FAILPOINTS", "cache::after_commit=return".to_owned()),
+    ];
+    let mut writer = tokio::task::spawn_blocking(move || {
+        let mut server = Server::spawn(&env, Duration::from_secs(10));
+        server.wait_for("[Cache] Redis connected", 0);
+        server
+    })
+    .await
+    .expect("starting the writer");
+    let sent = reader
+        .client
+        .post(format!("{}/api/v2/leads", writer.address))
+        .bearer_auth(&token)
+        .json(&minimal("leads"))
+        .send()
+        .await;
+    let died = Instant::now();
+    assert!(
+        sent.is_err(),
+        "the writer answered instead of dying at the fail point"
+    );
+    let status = writer.child.wait().expect("reaping the writer");
+    assert!(!status.success(), "the writer aborted: {status}");
+
+    // The write committed and nobody told Redis: the reader's relay does, within a second.
+    let shown = until_count(reader, &token, 1, Duration::from_secs(1)).await;
+    eprintln!(
+        "the dead writer's write showed {shown:?} after it died ({:?} since)",
+        died.elapsed()
+    );
+    until_outbox_empty(reader, Duration::from_secs(1)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publish_cut_on_its_way_to_redis_still_reaches_every_instance() {
+    let redis = RedisServer::start().await;
+    let proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
+    let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
+    let other = &apps[0];
+    let writer = behind(&proxy, other).await;
+    let token = other.token(Uuid::new_v4());
+    for app in [other, &writer] {
+        count(app, &token).await;
+        assert_eq!(count(app, &token).await.1, "HIT L1");
+    }
+
+    // The increment reaches Redis, the PUBLISH does not.
+    proxy.cut_on_command("PUBLISH", &[], 1);
+    writer.create("leads", &token, minimal("leads")).await;
+    assert!(proxy.cuts_done(), "the PUBLISH was cut");
+    assert_eq!(count(&writer, &token).await.0, 1, "the writer at once");
+    let shown = until_count(other, &token, 1, Duration::from_secs(1)).await;
+    eprintln!("the write whose PUBLISH was cut showed elsewhere after {shown:?}");
+    time_until_redis(&writer, "up", Duration::from_secs(10)).await;
+    until_outbox_empty(other, Duration::from_secs(1)).await;
+
+    // The increment itself is cut.
+    proxy.cut_on_command("EVALSHA", &["leads"], 1);
+    writer.create("leads", &token, minimal("leads")).await;
+    assert!(proxy.cuts_done(), "the increment was cut");
+    assert_eq!(count(&writer, &token).await.0, 2, "the writer at once");
+    until_count(other, &token, 2, Duration::from_secs(1)).await;
+    time_until_redis(&writer, "up", Duration::from_secs(10)).await;
+    writer.create("leads", &token, minimal("leads")).await;
+    until_count(other, &token, 3, Duration::from_millis(100)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_while_cut_off_from_redis_all_arrive_even_when_the_reconnect_fails_part_way() {
+    let redis = RedisServer::start().await;
+    let mut proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
+    // Only the writer runs, so only its own reconnect can tell Redis.
+    let database = std::sync::Arc::new(TestDatabase::create().await);
+    let mut template = test_config(&database.url);
+    template.redis_url = redis.url();
+    let mut config = template.clone();
+    config.redis_url = format!("redis://127.0.0.1:{}/0", proxy.port);
+    let writer = start(config, database).await;
+    writer.wait_for_redis("up").await;
+    let tokens: Vec<String> = (0..8).map(|_| writer.token(Uuid::new_v4())).collect();
+    for token in &tokens {
+        count(&writer, token).await;
+        assert_eq!(count(&writer, token).await.1, "HIT L1");
+    }
+
+    proxy.stop().await;
+    time_until_redis(&writer, "down", Duration::from_secs(3)).await;
+    for token in &tokens {
+        writer.create("leads", token, minimal("leads")).await;
+        assert_eq!(
+            count(&writer, token).await.0,
+            1,
+            "the writer shows its write"
+        );
+    }
+
+    // Redis is back but every increment fails: the instance stays degraded, backing off.
+    proxy.cut_every("EVALSHA", &[]);
+    proxy.restart().await;
+    let (accepted, started) = (proxy.accepted(), Instant::now());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let attempts = proxy.accepted() - accepted;
+    let (_, health) = ready(&writer).await;
+    assert_eq!(health["redis"], "down", "{health}");
+    eprintln!(
+        "{attempts} connections in {:?} while the relay kept failing",
+        started.elapsed()
+    );
+    assert!(
+        attempts <= 30,
+        "{attempts} new connections in 3 s: the reconnect does not back off"
+    );
+
+    // The relay on reconnect fails at the third tenant, then succeeds on a later attempt.
+    proxy.clear_cuts();
+    proxy.cut_on_command("EVALSHA", &["leads"], 3);
+    time_until_redis(&writer, "up", Duration::from_secs(15)).await;
+    assert!(proxy.cuts_done());
+    let reader = start(template, writer.database.clone()).await;
+    reader.wait_for_redis("up").await;
+    for token in &tokens {
+        assert_eq!(
+            count(&reader, token).await.0,
+            1,
+            "an acknowledged write never reached Redis"
+        );
+        assert_eq!(count(&writer, token).await.0, 1);
+    }
+    assert_eq!(outbox_rows(&writer).await, 0);
+}
+
+/// Writes refused before their transaction began leave every entry reachable: with the
+/// database down, clients retrying writes do not take the fail-safe answers away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_writes_leave_fail_safe_answers_served_stale() {
+    let redis = RedisServer::start().await;
+    for redis_url in ["none".to_owned(), redis.url()] {
+        let database = std::sync::Arc::new(TestDatabase::create().await);
+        let (_, upstream) = through_proxy(&database.url, 0);
+        let mut proxy = Proxy::start(&upstream).await;
+        let (url, _) = through_proxy(&database.url, proxy.port);
+        let mut config = test_config(&url);
+        config.redis_url = redis_url.clone();
+        config.db_acquire_timeout_ms = 500;
+        config.db_statement_timeout_ms = 1_000;
+        config.cache_fail_safe_secs = 30;
+        config.cache_ttl_overrides = HashMap::from([("LEADS_COUNT".to_owned(), 1)]);
+        let app = start(config, database.clone()).await;
+        if redis_url != "none" {
+            app.wait_for_redis("up").await;
+        }
+        let token = app.token(Uuid::new_v4());
+        let lead = app.create("leads", &token, minimal("leads")).await;
+        let path = format!("/api/v2/leads/{}", lead["id"].as_str().expect("an id"));
+        let (stored, _, _) = app.get_cached(COUNT, &token).await;
+        let stored_at = Instant::now();
+        assert_eq!(stored, "MISS");
+
+        proxy.stop().await;
+        // Clients retry every kind of write; each is refused before a transaction began.
+        for _ in 0..3 {
+            let responses = [
+                app.post("/api/v2/leads", &token, &minimal("leads")).await,
+                app.patch(&path, &token, &json!({"score": 5})).await,
+                app.put(&path, &token, &json!({"score": 6})).await,
+                app.delete(&path, &token).await,
+            ];
+            for response in responses {
+                assert_error(response, 503, "database_unavailable").await;
+            }
+        }
+        if let Some(wait) = Duration::from_millis(1_200).checked_sub(stored_at.elapsed()) {
+            tokio::time::sleep(wait).await;
+        }
+        let (cache, _, body) = app.get_cached(COUNT, &token).await;
+        assert_eq!(
+            (cache.as_str(), body["count"].as_i64()),
+            ("STALE", Some(1)),
+            "REDIS_URL={redis_url}: refused writes made the fail-safe answer unreachable"
+        );
+        proxy.restart().await;
+    }
+}
