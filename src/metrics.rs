@@ -3,6 +3,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::OnceLock;
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -28,6 +29,12 @@ pub struct InvalidationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub module: &'static str,
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct HttpLabels {
     pub route: &'static str,
     pub method: &'static str,
@@ -37,6 +44,16 @@ pub struct HttpLabels {
 fn duration_histogram() -> Histogram {
     // 50 µs .. ~1.6 s
     Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+}
+
+/// 100 µs .. ~3.3 s: from a writer's commit to another instance applying its invalidation.
+fn lag_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
+}
+
+/// 10 ms .. ~11 min: how old an entry a hit served was (TTLs reach 10 minutes).
+fn age_histogram() -> Histogram {
+    Histogram::new(exponential_buckets(0.01, 2.0, 17))
 }
 
 /// How a cached route answered.
@@ -83,6 +100,15 @@ impl Tier {
 const CACHE_OPERATIONS: [&str; 4] = ["list", "count", "stats", "bundle"];
 const CACHE_SLOTS: usize = MODULES.len() * CACHE_OPERATIONS.len() * 4 * 3;
 
+/// The position of a module and operation among the hit-age histograms.
+fn operation_slot(module: &str, operation: &str) -> Option<usize> {
+    let module = MODULES.iter().position(|known| *known == module)?;
+    let operation = CACHE_OPERATIONS
+        .iter()
+        .position(|known| *known == operation)?;
+    Some(module * CACHE_OPERATIONS.len() + operation)
+}
+
 /// The position of a label set among [`CACHE_SLOTS`], if it is one of the known ones.
 fn cache_slot(module: &str, operation: &str, outcome: Outcome, tier: Tier) -> Option<usize> {
     let module = MODULES.iter().position(|known| *known == module)?;
@@ -105,6 +131,10 @@ pub struct Metrics {
     pub l1_entries: Gauge,
     pub l1_bytes: Gauge,
     pub bus_connected: Gauge,
+    invalidation_lag: Histogram,
+    hit_age: Family<OperationLabels, Histogram, fn() -> Histogram>,
+    /// The histograms of `hit_age`, each fetched from the family on first use.
+    hit_age_slots: Box<[OnceLock<Histogram>]>,
     http_duration: Family<HttpLabels, Histogram, fn() -> Histogram>,
     pub hits_l1: AtomicU64,
     pub hits_l2: AtomicU64,
@@ -154,6 +184,20 @@ impl Metrics {
             "1 while the invalidation bus is subscribed",
             bus_connected.clone(),
         );
+        let invalidation_lag = lag_histogram();
+        registry.register(
+            "aishacrm_cache_invalidation_lag_seconds",
+            "From a writer's commit until another instance applied its invalidation",
+            invalidation_lag.clone(),
+        );
+        let hit_age = Family::<OperationLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+            age_histogram,
+        );
+        registry.register(
+            "aishacrm_cache_hit_age_seconds",
+            "Age of the entry a cache hit served",
+            hit_age.clone(),
+        );
         let http_duration =
             Family::<HttpLabels, Histogram, fn() -> Histogram>::new_with_constructor(
                 duration_histogram,
@@ -171,6 +215,11 @@ impl Metrics {
             l1_entries,
             l1_bytes,
             bus_connected,
+            invalidation_lag,
+            hit_age,
+            hit_age_slots: (0..MODULES.len() * CACHE_OPERATIONS.len())
+                .map(|_| OnceLock::new())
+                .collect(),
             http_duration,
             hits_l1: AtomicU64::new(0),
             hits_l2: AtomicU64::new(0),
@@ -211,6 +260,23 @@ impl Metrics {
             (Outcome::Bypass, _) => &self.bypass,
         };
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A hit served an entry stored `age` ago.
+    pub fn hit_age(&self, module: &'static str, operation: &'static str, age: Duration) {
+        let labels = || OperationLabels { module, operation };
+        let seconds = age.as_secs_f64();
+        match operation_slot(module, operation) {
+            Some(slot) => self.hit_age_slots[slot]
+                .get_or_init(|| self.hit_age.get_or_create(&labels()).clone())
+                .observe(seconds),
+            None => self.hit_age.get_or_create(&labels()).observe(seconds),
+        }
+    }
+
+    /// This instance applied an invalidation of a write another instance committed `lag` ago.
+    pub fn invalidation_lag(&self, lag: Duration) {
+        self.invalidation_lag.observe(lag.as_secs_f64());
     }
 
     pub fn invalidation(&self, module: &'static str, remote: bool) {

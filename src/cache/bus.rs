@@ -29,10 +29,10 @@ pub struct Message {
     /// Every instance drops all of L1 (`aishacrm cache flush`).
     #[serde(default)]
     pub flush: bool,
-    /// When the write committed (milliseconds since the Unix epoch, the writer's clock): the
+    /// When the write committed (microseconds since the Unix epoch, the writer's clock): the
     /// start of the invalidation lag a receiver measures. 0 when unknown.
     #[serde(default)]
-    pub at_ms: u64,
+    pub at_us: u64,
 }
 
 /// The wire format's version, also in the channel's name (v2 added `epoch`).

@@ -6,13 +6,15 @@ use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 
 /// A cached 200 answer: the exact bytes, content type and ETag of the miss that stored it, and
-/// until when it is fresh (`fresh_until`) or may still be served by fail-safe (`stale_until`).
+/// when it was stored, until when it is fresh (`fresh_until`) and until when it may still be
+/// served by fail-safe (`stale_until`), all in milliseconds since the Unix epoch.
 /// The ETag and content type are kept as header values, so that a hit copies no header text.
 #[derive(Debug, Clone)]
 pub struct Entry {
     pub body: Bytes,
     pub content_type: HeaderValue,
     pub etag: HeaderValue,
+    pub stored_ms: u64,
     pub fresh_until_ms: u64,
     pub stale_until_ms: u64,
 }
@@ -39,9 +41,15 @@ impl Entry {
             etag: etag_of(&body),
             body,
             content_type,
+            stored_ms: now,
             fresh_until_ms,
             stale_until_ms: fresh_until_ms + fail_safe.as_millis() as u64,
         }
+    }
+
+    /// How long ago the entry was stored.
+    pub fn age(&self) -> Duration {
+        Duration::from_millis(now_ms().saturating_sub(self.stored_ms))
     }
 
     pub fn is_fresh(&self) -> bool {
@@ -64,14 +72,15 @@ impl Entry {
             .unwrap_or(u32::MAX)
     }
 
-    const VERSION: u8 = 1;
+    const VERSION: u8 = 2;
 
-    /// `version | fresh_until | stale_until | etag_len etag | ct_len ct | body`
+    /// `version | stored | fresh_until | stale_until | etag_len etag | ct_len ct | body`
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            1 + 16 + 4 + self.etag.len() + self.content_type.len() + self.body.len(),
+            1 + 24 + 4 + self.etag.len() + self.content_type.len() + self.body.len(),
         );
         out.push(Self::VERSION);
+        out.extend_from_slice(&self.stored_ms.to_be_bytes());
         out.extend_from_slice(&self.fresh_until_ms.to_be_bytes());
         out.extend_from_slice(&self.stale_until_ms.to_be_bytes());
         for text in [&self.etag, &self.content_type] {
@@ -87,12 +96,13 @@ impl Entry {
     pub fn decode(bytes: impl Into<Bytes>) -> Option<Self> {
         let bytes: Bytes = bytes.into();
         let (&version, rest) = bytes.split_first()?;
-        if version != Self::VERSION || rest.len() < 16 {
+        if version != Self::VERSION || rest.len() < 24 {
             return None;
         }
-        let fresh_until_ms = u64::from_be_bytes(rest[..8].try_into().ok()?);
-        let stale_until_ms = u64::from_be_bytes(rest[8..16].try_into().ok()?);
-        let mut at = 1 + 16;
+        let stored_ms = u64::from_be_bytes(rest[..8].try_into().ok()?);
+        let fresh_until_ms = u64::from_be_bytes(rest[8..16].try_into().ok()?);
+        let stale_until_ms = u64::from_be_bytes(rest[16..24].try_into().ok()?);
+        let mut at = 1 + 24;
         // The header values share the buffer too; a value that is not a valid header is garbage.
         let mut text = || -> Option<HeaderValue> {
             let len = u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize;
@@ -107,6 +117,7 @@ impl Entry {
             body: bytes.slice(at..),
             content_type,
             etag,
+            stored_ms,
             fresh_until_ms,
             stale_until_ms,
         })
@@ -130,8 +141,13 @@ mod tests {
         assert_eq!(decoded.etag, entry.etag);
         assert_eq!(decoded.content_type, "application/json");
         assert_eq!(decoded.stale_until_ms, entry.fresh_until_ms + 300_000);
+        assert_eq!(decoded.stored_ms, entry.stored_ms);
+        assert_eq!(decoded.fresh_until_ms, entry.stored_ms + 60_000);
         assert!(Entry::decode(Vec::new()).is_none());
         assert!(Entry::decode(vec![2, 0, 0]).is_none());
+        let mut older = entry.encode();
+        older[0] = 1;
+        assert!(Entry::decode(older).is_none(), "another version is garbage");
         assert!(Entry::decode(entry.encode()[..20].to_vec()).is_none());
     }
 }

@@ -37,7 +37,7 @@ pub async fn flush(config: &Config) -> Result<u64, BoxError> {
         epoch: 0,
         gens: Vec::new(),
         flush: true,
-        at_ms: 0,
+        at_us: 0,
     };
     // Classic pub/sub reaches every subscriber through any node of a cluster.
     let mut connection = redis.nodes()[0].get_multiplexed_async_connection().await?;

@@ -220,6 +220,7 @@ impl Loaded {
             etag: etag_of(&self.body),
             body: self.body,
             content_type: self.content_type,
+            stored_ms: 0,
             fresh_until_ms: 0,
             stale_until_ms: 0,
         };
@@ -303,6 +304,7 @@ async fn serve_cached(
             cache
                 .metrics
                 .cache_request(module, operation, Outcome::Hit, tier);
+            cache.metrics.hit_age(module, operation, entry.age());
             log_hit(&lookup, tier);
             return Ok(reply(req.request().clone(), &entry, "HIT", Some(tier)));
         }

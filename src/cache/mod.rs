@@ -332,6 +332,7 @@ impl Cache {
         let indexes: Vec<usize> = modules.iter().filter_map(|m| module_index(m)).collect();
         self.tell(redis, Via::Shared, tenant, &indexes, committed_at)
             .await?;
+        self.observe_lag(micros_since_epoch(committed_at));
         for &index in &indexes {
             self.metrics.invalidation(MODULES[index], true);
             log::info!(
@@ -362,13 +363,19 @@ impl Cache {
                 .map(|&index| (MODULES[index].to_owned(), after.modules[index]))
                 .collect(),
             flush: false,
-            at_ms: committed_at
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |since| since.as_millis() as u64),
+            at_us: micros_since_epoch(committed_at),
         };
         let text = serde_json::to_string(&message)
             .map_err(|error| redis::RedisError::from(std::io::Error::other(error)))?;
         redis.publish(via, &text).await
+    }
+
+    /// From a write's commit (`at_us`, 0 when unknown) until now, as the invalidation lag.
+    fn observe_lag(&self, at_us: u64) {
+        if at_us > 0 {
+            let lag = micros_since_epoch(SystemTime::now()).saturating_sub(at_us);
+            self.metrics.invalidation_lag(Duration::from_micros(lag));
+        }
     }
 
     /// Increments in Redis and applies the result here. Within one epoch an increment answers
@@ -441,6 +448,7 @@ impl Cache {
             .filter_map(|(module, value)| module_index(module).map(|index| (index, *value)))
             .collect();
         self.generations.apply(tenant, message.epoch, &updates);
+        self.observe_lag(message.at_us);
         for &(index, _) in &updates {
             self.metrics.invalidation(MODULES[index], true);
             log::info!(
@@ -511,6 +519,11 @@ impl Cache {
             self.redis_state()
         );
     }
+}
+
+fn micros_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
 }
 
 /// Logs the `[Cache] Stats:` line every `period` until the process ends.

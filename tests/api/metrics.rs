@@ -97,3 +97,55 @@ async fn a_scraper_that_asks_for_openmetrics_gets_it() {
     let (content_type, _) = scrape(app, Some("application/openmetrics-text;q=0, text/plain")).await;
     assert!(content_type.starts_with("text/plain; version=0.0.4"));
 }
+
+/// The value of the sample `name` (with its labels as written) in a Prometheus text scrape.
+fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+}
+
+#[tokio::test]
+async fn invalidation_lag_and_hit_age_are_measured() {
+    let apps = spawn_replicas(2, |_| {}).await;
+    let (writer, other) = (&apps[0], &apps[1]);
+    let token = writer.token(Uuid::new_v4());
+    other.get("/api/v2/leads/count", &token).await;
+    tokio::time::sleep(std::time::Duration::from_millis(150)).await;
+    let hit = other.get("/api/v2/leads/count", &token).await;
+    assert_eq!(header(&hit, "x-cache"), "HIT");
+    writer.create("leads", &token, minimal("leads")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+    let (_, text) = scrape(other, None).await;
+    let ages = sample(
+        &text,
+        r#"aishacrm_cache_hit_age_seconds_count{module="leads",operation="count"}"#,
+    );
+    assert_eq!(ages, Some(1.0), "{text}");
+    let age = sample(
+        &text,
+        r#"aishacrm_cache_hit_age_seconds_sum{module="leads",operation="count"}"#,
+    )
+    .unwrap_or_default();
+    assert!(
+        (0.15..5.0).contains(&age),
+        "the hit served an entry {age} s old"
+    );
+    assert_eq!(
+        sample(&text, "aishacrm_cache_invalidation_lag_seconds_count"),
+        Some(1.0),
+        "{text}"
+    );
+    let lag = sample(&text, "aishacrm_cache_invalidation_lag_seconds_sum").unwrap_or(-1.0);
+    assert!(
+        (0.0..0.1).contains(&lag),
+        "the bus delivered the invalidation after {lag} s"
+    );
+    // The writer applied its own write: no lag of its own to report.
+    let (_, text) = scrape(writer, None).await;
+    assert_eq!(
+        sample(&text, "aishacrm_cache_invalidation_lag_seconds_count"),
+        Some(0.0)
+    );
+}

@@ -269,3 +269,69 @@ async fn refused_writes_leave_fail_safe_answers_served_stale() {
         proxy.restart().await;
     }
 }
+
+/// A write whose COMMIT never got an answer may have committed: it invalidates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_whose_commit_outcome_is_unknown_still_invalidates() {
+    let redis = RedisServer::start().await;
+    let database = std::sync::Arc::new(TestDatabase::create().await);
+    let (_, upstream) = through_proxy(&database.url, 0);
+    let proxy = Proxy::start(&upstream).await;
+    let (url, _) = through_proxy(&database.url, proxy.port);
+    let mut config = test_config(&url);
+    config.redis_url = redis.url();
+    let app = start(config, database).await;
+    app.wait_for_redis("up").await;
+    let token = app.token(Uuid::new_v4());
+    count(&app, &token).await;
+    assert_eq!(count(&app, &token).await, (0, "HIT L1".to_owned()));
+
+    // The connection is cut as COMMIT leaves: the server rolls back, the service cannot know.
+    proxy.cut_on_bytes(b"COMMIT\0", 1);
+    let response = app.post("/api/v2/leads", &token, &minimal("leads")).await;
+    assert!(proxy.cuts_done(), "the COMMIT was cut");
+    assert_error(response, 503, "database_unavailable").await;
+    assert_eq!(
+        count(&app, &token).await,
+        (0, "MISS ".to_owned()),
+        "an unknown outcome invalidates (and nothing was committed)"
+    );
+}
+
+/// `aishacrm seed --tenant` on a tenant a live cluster has cached: every instance shows the
+/// seeded records within a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn seeding_a_live_tenant_invalidates_it_everywhere() {
+    let apps = spawn_replicas_on(2, &crate::helpers::redis_url(), |_| {}).await;
+    let tenant = Uuid::new_v4();
+    let token = apps[0].token(tenant);
+    for app in &apps {
+        count(app, &token).await;
+        assert_eq!(count(app, &token).await, (0, "HIT L1".to_owned()));
+    }
+    let config = &apps[0].config;
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_aishacrm"))
+        .args([
+            "seed",
+            "--tenant",
+            &tenant.to_string(),
+            "--per-tenant",
+            "10",
+        ])
+        .env("DATABASE_URL", &config.database_url)
+        .env("REDIS_URL", &config.redis_url)
+        .env("CACHE_KEY_PREFIX", &config.cache_key_prefix)
+        .env("RUST_LOG", "warn")
+        .output()
+        .await
+        .expect("running aishacrm seed");
+    assert!(output.status.success(), "{output:?}");
+    let seeded = Instant::now();
+    for app in &apps {
+        until_count(app, &token, 2, Duration::from_secs(1)).await;
+    }
+    eprintln!(
+        "the seed showed on both instances {:?} after it ended",
+        seeded.elapsed()
+    );
+}

@@ -129,11 +129,22 @@ impl Proxy {
         self.cuts.lock().unwrap().clear();
     }
 
+    /// Cuts the connection that sends the `nth` write containing `bytes` (any protocol: a
+    /// PostgreSQL simple query is its text and a NUL).
+    pub fn cut_on_bytes(&self, bytes: &[u8], nth: usize) {
+        self.push_cut(vec![bytes.to_vec()], nth, false);
+    }
+
     fn add_cut(&self, command: &str, also: &[&str], nth: usize, every: bool) {
+        // A Redis command is an array of bulk strings: `$<length>\r\n<word>\r\n` each.
         let needles: Vec<Vec<u8>> = std::iter::once(command)
             .chain(also.iter().copied())
             .map(|word| format!("${}\r\n{word}\r\n", word.len()).into_bytes())
             .collect();
+        self.push_cut(needles, nth, every);
+    }
+
+    fn push_cut(&self, needles: Vec<Vec<u8>>, nth: usize, every: bool) {
         self.cuts.lock().unwrap().push(Cut {
             matches: Box::new(move |bytes| {
                 needles.iter().all(|needle| {
