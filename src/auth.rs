@@ -31,12 +31,26 @@ pub enum Role {
     Member,
 }
 
-#[derive(Debug, Serialize, Deserialize)]
+/// The claims the service reads (`nbf`, `aud` and `iss` are checked by the validation).
+#[derive(Debug, Deserialize)]
 struct Claims {
     sub: String,
     tenant_id: Uuid,
     role: Role,
     exp: u64,
+}
+
+/// The claims the service signs: those it reads, and the `aud`/`iss` it expects, if any.
+#[derive(Debug, Serialize)]
+struct MintedClaims<'a> {
+    sub: &'a str,
+    tenant_id: Uuid,
+    role: Role,
+    exp: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    aud: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    iss: Option<&'a str>,
 }
 
 /// Who is calling: resolved once per request from the bearer token (cheap to clone).
@@ -62,6 +76,9 @@ pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The `aud` and `iss` tokens must carry (and minted ones do), when configured.
+    audience: Option<String>,
+    issuer: Option<String>,
     /// Tokens whose signature and claims were already checked, with their expiry: a dashboard
     /// sends the same token with every request, and checking it again is most of the cost of
     /// a cache hit.
@@ -106,17 +123,46 @@ impl Hasher for TailHasher {
 const VERIFIED_MAX: usize = 10_000;
 
 impl JwtKeys {
+    /// Keys for `secret` that check no `aud` or `iss` (see [`Self::expecting`]).
     pub fn new(secret: &[u8]) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_required_spec_claims(&["exp"]);
-        // An expired token is refused at once: the contract has no grace period.
+        // An expired or not yet valid token is refused at once: the contract has no grace
+        // period. `nbf` is honoured when present, and a malformed one refused.
         validation.leeway = 0;
+        validation.validate_nbf = true;
+        // Identity providers put their own `aud` into tokens: it is checked only when the
+        // deployment says which one it expects.
+        validation.validate_aud = false;
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
             validation,
+            audience: None,
+            issuer: None,
             verified: Mutex::new(HashMap::default()),
         }
+    }
+
+    /// Tokens must also carry this `aud` (`JWT_AUDIENCE`) and this `iss` (`JWT_ISSUER`), each
+    /// when given.
+    pub fn expecting(mut self, audience: Option<&str>, issuer: Option<&str>) -> Self {
+        if let Some(audience) = audience {
+            self.validation.set_audience(&[audience]);
+            self.validation.validate_aud = true;
+            self.validation
+                .required_spec_claims
+                .insert("aud".to_owned());
+            self.audience = Some(audience.to_owned());
+        }
+        if let Some(issuer) = issuer {
+            self.validation.set_issuer(&[issuer]);
+            self.validation
+                .required_spec_claims
+                .insert("iss".to_owned());
+            self.issuer = Some(issuer.to_owned());
+        }
+        self
     }
 
     /// Signs a token for `tenant` valid for `ttl_secs` from now.
@@ -127,11 +173,13 @@ impl JwtKeys {
         sub: &str,
         ttl_secs: u64,
     ) -> Result<String, jsonwebtoken::errors::Error> {
-        let claims = Claims {
-            sub: sub.to_owned(),
+        let claims = MintedClaims {
+            sub,
             tenant_id: tenant,
             role,
             exp: unix_now().saturating_add(ttl_secs),
+            aud: self.audience.as_deref(),
+            iss: self.issuer.as_deref(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
     }
@@ -164,12 +212,28 @@ impl JwtKeys {
                 use jsonwebtoken::errors::ErrorKind;
                 match error.kind() {
                     ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired"),
+                    ErrorKind::ImmatureSignature => {
+                        ApiError::Unauthorized("the token is not valid yet (nbf)")
+                    }
+                    ErrorKind::InvalidAudience => {
+                        ApiError::Unauthorized("the token is for another audience")
+                    }
+                    ErrorKind::InvalidIssuer => {
+                        ApiError::Unauthorized("the token is from another issuer")
+                    }
                     ErrorKind::InvalidSignature => {
                         ApiError::Unauthorized("the token signature is not valid")
                     }
                     _ => ApiError::Unauthorized("the bearer token is malformed or incomplete"),
                 }
             })?;
+        // RFC 7515: a critical extension the service does not understand (it understands none)
+        // makes the token invalid; `crit` may not be empty either.
+        if data.header.crit.is_some() {
+            return Err(ApiError::Unauthorized(
+                "the token names critical header parameters this service does not understand",
+            ));
+        }
         // RFC 7519: the token is valid only *before* `exp` (jsonwebtoken accepts `exp == now`).
         if data.claims.exp <= unix_now() {
             return Err(ApiError::Unauthorized("the token has expired"));
@@ -182,36 +246,35 @@ impl JwtKeys {
         Ok((principal, data.claims.exp))
     }
 
-    /// The caller of `req`, from its bearer token.
+    /// The caller of `req`, from its bearer token: exactly one `Authorization` header, the
+    /// scheme `Bearer` in any case (RFC 7235).
     pub fn principal_of(&self, req: &HttpRequest) -> Result<Principal, ApiError> {
-        let value = req
-            .headers()
-            .get(header::AUTHORIZATION)
-            .ok_or(ApiError::Unauthorized(
-                "missing Authorization: Bearer token",
-            ))?;
-        // The dashboard's case, a token seen before: found without checking the header's text.
-        let bytes = value.as_bytes();
-        let remembered = bytes
-            .strip_prefix(b"Bearer ")
-            .or_else(|| bytes.strip_prefix(b"bearer "))
-            .and_then(|token| self.remembered(token.trim_ascii()));
-        if let Some(principal) = remembered {
+        let mut values = req.headers().get_all(header::AUTHORIZATION);
+        let value = values.next().ok_or(ApiError::Unauthorized(
+            "missing Authorization: Bearer token",
+        ))?;
+        if values.next().is_some() {
+            return Err(ApiError::Unauthorized("more than one Authorization header"));
+        }
+        let token = bearer_token(value.as_bytes()).ok_or(ApiError::Unauthorized(
+            "missing Authorization: Bearer token",
+        ))?;
+        // The dashboard's case, a token seen before: found without checking the token's text.
+        if let Some(principal) = self.remembered(token) {
             return Ok(principal);
         }
-        let value = value
-            .to_str()
+        let token = std::str::from_utf8(token)
             .map_err(|_| ApiError::Unauthorized("malformed Authorization header"))?;
-        let token = value
-            .strip_prefix("Bearer ")
-            .or_else(|| value.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|token| !token.is_empty())
-            .ok_or(ApiError::Unauthorized(
-                "missing Authorization: Bearer token",
-            ))?;
         self.verify(token)
     }
+}
+
+/// The token of a `Bearer` credential, the scheme matched in any case.
+fn bearer_token(value: &[u8]) -> Option<&[u8]> {
+    const SCHEME: &[u8] = b"bearer ";
+    let (scheme, token) = value.split_at_checked(SCHEME.len())?;
+    let token = token.trim_ascii();
+    (scheme.eq_ignore_ascii_case(SCHEME) && !token.is_empty()).then_some(token)
 }
 
 fn unix_now() -> u64 {
@@ -235,6 +298,22 @@ impl FromRequest for Principal {
             None => Err(ApiError::internal("JwtKeys missing from app data")),
         };
         ready(result)
+    }
+}
+
+/// An admin caller: extracted before the body, so a member is refused with 403 whatever the
+/// body is (or is not).
+pub struct Admin(pub Principal);
+
+impl FromRequest for Admin {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, Self::Error>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let admin = Principal::from_request(req, payload)
+            .into_inner()
+            .and_then(|principal| principal.require_admin().map(|()| Admin(principal)));
+        ready(admin)
     }
 }
 

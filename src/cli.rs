@@ -107,12 +107,9 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
                 .as_ref()
                 .filter(|secret| !secret.0.is_empty())
                 .ok_or("JWT_SECRET must be set to mint a token the service accepts")?;
-            let token = JwtKeys::new(secret.0.as_bytes()).mint(
-                args.tenant,
-                args.role,
-                &args.sub,
-                args.ttl_secs,
-            )?;
+            let token = JwtKeys::new(secret.0.as_bytes())
+                .expecting(config.jwt_audience.as_deref(), config.jwt_issuer.as_deref())
+                .mint(args.tenant, args.role, &args.sub, args.ttl_secs)?;
             println!("{token}");
             Ok(())
         }

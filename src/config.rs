@@ -57,6 +57,14 @@ pub struct Config {
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
+    /// When set, tokens must carry this `aud`; when unset, `aud` is not checked.
+    #[arg(long, env = "JWT_AUDIENCE", global = true)]
+    pub jwt_audience: Option<String>,
+
+    /// When set, tokens must carry this `iss`; when unset, `iss` is not checked.
+    #[arg(long, env = "JWT_ISSUER", global = true)]
+    pub jwt_issuer: Option<String>,
+
     /// `false` turns every cache off (rollback switch).
     #[arg(long, env = "CACHE_ENABLED", global = true, default_value_t = true, action = clap::ArgAction::Set)]
     pub cache_enabled: bool,

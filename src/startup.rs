@@ -45,7 +45,8 @@ impl Application {
                 secret
             }
         };
-        let keys = JwtKeys::new(&secret);
+        let keys = JwtKeys::new(&secret)
+            .expecting(config.jwt_audience.as_deref(), config.jwt_issuer.as_deref());
         if config.jwt_secret.is_none() {
             let token = keys.mint(DEMO_TENANT, Role::Admin, "dev", DEV_TOKEN_TTL_SECS)?;
             log::info!(
@@ -86,6 +87,7 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(keys.clone())
+                .wrap(from_fn(http::head_as_get))
                 .wrap(from_fn(http::metrics::track_duration))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use uuid::Uuid;
 
 use crate::auth::TenantId;
-use crate::domain::entities::{self, EntitySpec};
-use crate::domain::query::MAX_LIMIT;
+use crate::domain::entities::{self, EntitySpec, FilterKind};
+use crate::domain::query::{decode_query, MAX_LIMIT};
 
 /// Every module with a generation: the five entities and the dashboard.
 pub const MODULES: [&str; 6] = [
@@ -75,8 +75,13 @@ pub type Params = Vec<(&'static str, Cow<'static, str>)>;
 /// `DEFAULT_LIMIT` as the text a key carries for it.
 const DEFAULT_LIMIT_TEXT: &str = "50";
 
-/// The `&'static` name of a parameter `module`/`operation` accepts.
-fn accepted(spec: Option<&EntitySpec>, operation: &str, name: &str) -> Option<&'static str> {
+/// The `&'static` name of a parameter `module`/`operation` accepts, and whether its values are
+/// UUIDs.
+fn accepted(
+    spec: Option<&EntitySpec>,
+    operation: &str,
+    name: &str,
+) -> Option<(&'static str, bool)> {
     let paging: &[&'static str] = if operation == "list" {
         &["limit", "cursor"]
     } else {
@@ -86,10 +91,14 @@ fn accepted(spec: Option<&EntitySpec>, operation: &str, name: &str) -> Option<&'
         (Some(spec), "list" | "count") => ["q"]
             .iter()
             .chain(paging)
-            .copied()
-            .chain(spec.filters.iter().map(|filter| filter.name))
-            .find(|accepted| *accepted == name),
-        (_, "stats") => (name == "account_id").then_some("account_id"),
+            .map(|name| (*name, false))
+            .chain(
+                spec.filters
+                    .iter()
+                    .map(|filter| (filter.name, matches!(filter.kind, FilterKind::Uuid))),
+            )
+            .find(|(accepted, _)| *accepted == name),
+        (_, "stats") => (name == "account_id").then_some(("account_id", true)),
         _ => None,
     }
 }
@@ -105,12 +114,17 @@ pub fn canonical_params(module: &str, operation: &str, raw: &str) -> Option<Para
     let mut params = Params::new();
     // Most dashboard requests carry no query at all.
     if !raw.is_empty() {
-        let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw).ok()?;
-        for (name, value) in pairs {
-            let name = accepted(spec, operation, &name)?;
+        for (name, value) in decode_query(raw)? {
+            let (name, is_uuid) = accepted(spec, operation, &name)?;
             if params.iter().any(|(seen, _)| *seen == name) {
                 return None;
             }
+            // One spelling per UUID (`ABC…`, `abc…` and the form without dashes are one id),
+            // so equal answers share one entry.
+            let value = match Uuid::try_parse(&value) {
+                Ok(id) if is_uuid => id.hyphenated().to_string(),
+                _ => value,
+            };
             params.push((name, Cow::Owned(value)));
         }
     }

@@ -133,14 +133,19 @@ fn wants_fresh(req: &HttpRequest) -> bool {
         .any(|directive| directive.trim().eq_ignore_ascii_case("no-cache"))
 }
 
-/// Whether `If-None-Match` names `etag` (or `*`).
+/// Whether `If-None-Match` names `etag` (or `*`), by the weak comparison RFC 9110 prescribes
+/// for it: `W/"x"` matches `"x"` (a proxy that compresses, such as nginx's gzip, makes strong
+/// validators weak).
 fn not_modified(req: &HttpRequest, etag: &HeaderValue) -> bool {
-    let etag = etag.as_bytes();
+    fn opaque(tag: &[u8]) -> &[u8] {
+        tag.strip_prefix(b"W/").unwrap_or(tag)
+    }
+    let etag = opaque(etag.as_bytes());
     req.headers()
         .get_all(header::IF_NONE_MATCH)
         .flat_map(|value| value.as_bytes().split(|&byte| byte == b','))
         .map(<[u8]>::trim_ascii)
-        .any(|candidate| candidate == b"*" || candidate == etag)
+        .any(|candidate| candidate == b"*" || opaque(candidate) == etag)
 }
 
 static X_CACHE: HeaderName = HeaderName::from_static("x-cache");

@@ -15,11 +15,51 @@ pub const MAX_LIMIT: i64 = 200;
 /// Longest `q` accepted; longer search text cannot match any searched column anyway.
 pub const Q_MAX: usize = 254;
 
+/// The `name=value` pairs of a query string (`application/x-www-form-urlencoded`: `+` is a space,
+/// `%XX` a byte), or `None` when a name or value does not decode to UTF-8. Lenient decoders
+/// replace such bytes with U+FFFD, which would answer (and cache) a search nobody asked for.
+pub fn decode_query(raw: &str) -> Option<Vec<(String, String)>> {
+    fn decode(text: &str) -> Option<String> {
+        let bytes = text.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        while at < bytes.len() {
+            let hex = |offset: usize| {
+                bytes
+                    .get(at + offset)
+                    .and_then(|digit| char::from(*digit).to_digit(16))
+            };
+            match bytes[at] {
+                b'+' => out.push(b' '),
+                b'%' => match (hex(1), hex(2)) {
+                    (Some(high), Some(low)) => {
+                        out.push((high * 16 + low) as u8);
+                        at += 2;
+                    }
+                    // Not an escape: the percent sign itself, as browsers read it.
+                    _ => out.push(b'%'),
+                },
+                byte => out.push(byte),
+            }
+            at += 1;
+        }
+        String::from_utf8(out).ok()
+    }
+    raw.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            Some((decode(name)?, decode(value)?))
+        })
+        .collect()
+}
+
 /// Splits a query string into its parameters, sorted by name (the canonical order), refusing
 /// names outside `allowed` and repeated names.
 pub fn parse_params(raw: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
-    let pairs: Vec<(String, String)> = serde_urlencoded::from_str(raw)
-        .map_err(|_| ApiError::InvalidQuery("the query string is not valid".into()))?;
+    let pairs = decode_query(raw).ok_or_else(|| {
+        ApiError::InvalidQuery("the query string is not valid UTF-8 once decoded".into())
+    })?;
     let mut params = BTreeMap::new();
     for (name, value) in pairs {
         if !allowed.contains(&name.as_str()) {

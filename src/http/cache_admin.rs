@@ -12,7 +12,7 @@ use super::body::JsonObject;
 use super::dashboard::{bundle_body, BUNDLE_TTL_SECS};
 use super::entities::{count_body, list_body, COUNT_TTL_SECS, LIST_TTL_SECS};
 use super::only;
-use crate::auth::{Principal, TenantId};
+use crate::auth::{Admin, Principal, TenantId};
 use crate::cache::key::{canonical_params, MODULES};
 use crate::cache::Found;
 use crate::db::accounts::Accounts;
@@ -128,11 +128,10 @@ pub async fn warm_tenant(state: &AppState, tenant: TenantId) -> usize {
 }
 
 async fn invalidate(
-    principal: Principal,
+    Admin(principal): Admin,
     body: JsonObject,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
     let mut body = body.0;
     let module = match body.remove("module") {
         Some(Value::String(module)) => module,
@@ -168,8 +167,7 @@ async fn invalidate(
     Ok(HttpResponse::Ok().json(json!({"invalidated": modules})))
 }
 
-async fn stats(principal: Principal, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    principal.require_admin()?;
+async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
     let cache = &state.cache;
     cache.l1.settle().await;
     let metrics = &state.metrics;

@@ -25,6 +25,7 @@ mod redis_forgets;
 mod redis_server;
 mod relations;
 mod reliability;
+mod rfc;
 mod security;
 mod tenancy;
 mod validation;
