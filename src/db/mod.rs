@@ -12,7 +12,7 @@ pub mod outbox;
 pub mod schema;
 pub mod seed;
 
-use bigdecimal::{BigDecimal, ToPrimitive};
+use bigdecimal::BigDecimal;
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::connection::SimpleConnection;
 use diesel::dsl::sql;
@@ -322,12 +322,29 @@ pub fn after<QS: 'static>(cursor: Cursor) -> Box<dyn BoxableExpression<QS, Pg, S
     )
 }
 
-/// Money is a JSON number in the API; `BigDecimal`'s own serde writes a string.
+/// Money is a JSON number in the API, exactly the decimal stored (`BigDecimal`'s own serde
+/// writes a string, and a float would round sums past 2^53 cents). Written in plain notation
+/// with its trailing zeros dropped but one decimal kept (`20.0`, `10.5`, `151971849992146.57`):
+/// the same text a float gave for every value a float holds exactly.
 pub fn serialize_money<S: Serializer>(
     value: &BigDecimal,
     serializer: S,
 ) -> Result<S::Ok, S::Error> {
-    serializer.serialize_f64(value.to_f64().unwrap_or(0.0))
+    use serde::ser::Error;
+    use serde::Serialize;
+    let number: serde_json::Number = money_text(value).parse().map_err(S::Error::custom)?;
+    number.serialize(serializer)
+}
+
+/// The JSON text of an amount (see [`serialize_money`]).
+pub fn money_text(value: &BigDecimal) -> String {
+    let plain = value.to_plain_string();
+    let (whole, fraction) = plain.split_once('.').unwrap_or((&plain, ""));
+    let fraction = fraction.trim_end_matches('0');
+    format!(
+        "{whole}.{}",
+        if fraction.is_empty() { "0" } else { fraction }
+    )
 }
 
 pub fn serialize_optional_money<S: Serializer>(
@@ -343,6 +360,22 @@ pub fn serialize_optional_money<S: Serializer>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn money_is_written_exactly_in_plain_notation() {
+        let text = |value: &str| money_text(&value.parse::<BigDecimal>().unwrap());
+        assert_eq!(text("20.00"), "20.0");
+        assert_eq!(text("10.50"), "10.5");
+        assert_eq!(text("0"), "0.0");
+        assert_eq!(text("151971849992146.57"), "151971849992146.57");
+        assert_eq!(text("1E+3"), "1000.0");
+        assert_eq!(text("999999999999.99"), "999999999999.99");
+        let json = serde_json::to_string(&Money("151971849992146.57".parse().unwrap())).unwrap();
+        assert_eq!(json, "151971849992146.57");
+    }
+
+    #[derive(serde::Serialize)]
+    struct Money(#[serde(serialize_with = "serialize_money")] BigDecimal);
 
     #[test]
     fn database_urls() {

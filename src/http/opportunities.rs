@@ -2,7 +2,7 @@
 
 use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
-use bigdecimal::{BigDecimal, ToPrimitive, Zero};
+use bigdecimal::{BigDecimal, Zero};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -33,13 +33,15 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 pub struct StageStat {
     pub stage: &'static str,
     pub count: i64,
-    pub amount: f64,
+    #[serde(serialize_with = "crate::db::serialize_money")]
+    pub amount: BigDecimal,
 }
 
 #[derive(Debug, Serialize)]
 pub struct Total {
     pub count: i64,
-    pub amount: f64,
+    #[serde(serialize_with = "crate::db::serialize_money")]
+    pub amount: BigDecimal,
 }
 
 #[derive(Debug, Serialize)]
@@ -65,7 +67,7 @@ pub fn summarize(rows: Vec<StageRow>) -> StatsBody {
             StageStat {
                 stage,
                 count,
-                amount: amount.to_f64().unwrap_or(0.0),
+                amount,
             }
         })
         .collect();
@@ -73,7 +75,7 @@ pub fn summarize(rows: Vec<StageRow>) -> StatsBody {
         stages,
         total: Total {
             count: total_count,
-            amount: total_amount.to_f64().unwrap_or(0.0),
+            amount: total_amount,
         },
     }
 }

@@ -16,6 +16,7 @@ mod filters;
 mod health;
 mod logs;
 mod metrics;
+mod money;
 mod openapi;
 mod outbox;
 mod paging;
