@@ -150,6 +150,16 @@ pub struct Config {
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", global = true, default_value_t = 30)]
     pub shutdown_grace_secs: u64,
 
+    /// The largest share of the database pool (and of background work such as warm) one tenant
+    /// may hold at once; past it that tenant's work waits briefly, then answers 429.
+    #[arg(
+        long,
+        env = "TENANT_MAX_DB_SHARE",
+        global = true,
+        default_value_t = 0.25
+    )]
+    pub tenant_max_db_share: f64,
+
     /// Most PostgreSQL connections this process opens.
     #[arg(long, env = "DB_POOL_SIZE", global = true, default_value_t = 16)]
     pub db_pool_size: usize,

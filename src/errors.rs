@@ -29,6 +29,9 @@ pub enum ApiError {
     UnsupportedMediaType,
     #[error("{0} names no record of this tenant")]
     InvalidReference(&'static str),
+    /// Carries the seconds to send in `Retry-After`.
+    #[error("this tenant already uses its share of the service; retry shortly")]
+    TooManyRequests(u64),
     #[error("the database is unavailable, try again shortly")]
     DatabaseUnavailable(String),
     /// Details go to the log, never to the client.
@@ -49,6 +52,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => "payload_too_large",
             ApiError::UnsupportedMediaType => "unsupported_media_type",
             ApiError::InvalidReference(_) => "invalid_reference",
+            ApiError::TooManyRequests(_) => "too_many_requests",
             ApiError::DatabaseUnavailable(_) => "database_unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -72,6 +76,7 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::InvalidReference(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::DatabaseUnavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -97,6 +102,9 @@ impl ResponseError for ApiError {
             }
             ApiError::MethodNotAllowed(methods) => {
                 response.insert_header((actix_web::http::header::ALLOW, *methods));
+            }
+            ApiError::TooManyRequests(seconds) => {
+                response.insert_header((actix_web::http::header::RETRY_AFTER, *seconds));
             }
             _ => {}
         }
@@ -182,6 +190,7 @@ mod tests {
                 422,
                 "invalid_reference",
             ),
+            (ApiError::TooManyRequests(1), 429, "too_many_requests"),
             (
                 ApiError::DatabaseUnavailable("x".into()),
                 503,

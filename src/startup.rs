@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::auth::{JwtKeys, Role};
 use crate::cache::{bus, log_stats_every, Cache};
 use crate::config::Config;
+use crate::db::share::TenantShares;
 use crate::db::{self, BoxError};
 use crate::domain::cursor::CursorCodec;
 use crate::http;
@@ -71,6 +72,7 @@ impl Application {
             Duration::from_secs(config.cache_stats_log_secs.max(1)),
         ));
         let state = web::Data::new(AppState {
+            shares: TenantShares::new(config.db_pool_size.max(1), config.tenant_max_db_share),
             pool,
             outbox,
             cursors: CursorCodec::new(&secret),
@@ -78,6 +80,7 @@ impl Application {
             db_timeout: config.db_statement_timeout() + Duration::from_secs(1),
             body_timeout: Duration::from_millis(config.http_body_timeout_ms),
             metrics,
+            warming: Default::default(),
         });
         let keys = web::Data::new(keys);
 

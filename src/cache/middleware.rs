@@ -286,22 +286,41 @@ async fn serve_cached(
         .await;
 
     if wants_fresh(req.request()) {
+        // Fresh reads of one key that overlap share one load, as misses do: a client sending
+        // `no-cache` on every request cannot multiply the queries. A load under way began after
+        // every write this request could have seen (its key carries their generations).
+        let leader = match cache.flights.join(lookup.key) {
+            Role::Leader(leader) => Some(leader),
+            Role::Follower(receiver) => {
+                if let Some(entry) = flight::wait(receiver).await {
+                    cache
+                        .metrics
+                        .cache_request(module, operation, Outcome::Bypass, Tier::None);
+                    return Ok(reply(req.request().clone(), &entry, "BYPASS", None));
+                }
+                None
+            }
+        };
         let loaded = read(next.call(req).await?).await?;
         if loaded.status != StatusCode::OK {
+            if let Some(leader) = leader {
+                leader.finish(None);
+            }
             return Ok(loaded.passthrough());
         }
         cache
             .metrics
             .cache_request(module, operation, Outcome::Bypass, Tier::None);
-        return Ok(
-            match cache
-                .store(&lookup, loaded.body.clone(), loaded.content_type.clone())
-                .await
-            {
-                Some(entry) => reply(loaded.req, &entry, "BYPASS", None),
-                None => loaded.uncached("BYPASS"),
-            },
-        );
+        let entry = cache
+            .store(&lookup, loaded.body.clone(), loaded.content_type.clone())
+            .await;
+        if let Some(leader) = leader {
+            leader.finish(entry.clone());
+        }
+        return Ok(match entry {
+            Some(entry) => reply(loaded.req, &entry, "BYPASS", None),
+            None => loaded.uncached("BYPASS"),
+        });
     }
 
     let stale = match cache.find(&lookup).await {
@@ -351,14 +370,19 @@ async fn serve_cached(
         leader.finish(None);
     }
     match stale {
+        // The database cannot answer (503), or not for this tenant now (429, its share in use):
+        // the answer fail-safe kept beats an error.
         Some(entry)
-            if loaded.status == StatusCode::SERVICE_UNAVAILABLE && cache.fail_safe_enabled() =>
+            if matches!(
+                loaded.status,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::TOO_MANY_REQUESTS
+            ) && cache.fail_safe_enabled() =>
         {
             cache
                 .metrics
                 .cache_request(module, operation, Outcome::Stale, Tier::None);
             log::warn!(
-                "[Cache] Stale: {} {} for tenant {} (database unavailable)",
+                "[Cache] Stale: {} {} for tenant {} (database unavailable or busy)",
                 module,
                 operation,
                 lookup.tenant

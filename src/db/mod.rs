@@ -11,6 +11,7 @@ pub mod opportunities;
 pub mod outbox;
 pub mod schema;
 pub mod seed;
+pub mod share;
 
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, SubsecRound, Utc};
@@ -88,15 +89,23 @@ pub struct Checkout {
     conn: Option<deadpool::managed::Object<AsyncDieselConnectionManager<AsyncPgConnection>>>,
     timeout: std::time::Duration,
     poisoned: bool,
+    /// The tenant's share this connection counts against, returned with it.
+    _share: share::SharePermit,
 }
 
 impl Checkout {
-    /// Takes a connection from the pool (bounded by the pool's wait timeout).
-    pub async fn get(pool: &Pool, timeout: std::time::Duration) -> Result<Self, ApiError> {
+    /// Takes a connection from the pool (bounded by the pool's wait timeout) for work that
+    /// counts against `share`.
+    pub async fn get(
+        pool: &Pool,
+        timeout: std::time::Duration,
+        share: share::SharePermit,
+    ) -> Result<Self, ApiError> {
         Ok(Checkout {
             conn: Some(pool.get().await?),
             timeout,
             poisoned: false,
+            _share: share,
         })
     }
 
@@ -114,6 +123,7 @@ impl Checkout {
             conn,
             timeout,
             poisoned,
+            ..
         } = self;
         let Some(conn) = conn.as_mut() else {
             return Err(ApiError::DatabaseUnavailable("connection discarded".into()));

@@ -47,10 +47,16 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
 /// the background, with exactly the bytes the routes would answer.
 async fn warm(principal: Principal, state: web::Data<AppState>) -> HttpResponse {
     let tenant = principal.tenant;
-    actix_web::rt::spawn(async move {
-        let filled = warm_tenant(&state, tenant).await;
-        log::info!("[Cache] Warmed: {filled} answers for tenant {tenant}");
-    });
+    // A warm of this tenant already under way: this call joins it.
+    if let Some(turn) = state.warming.start(tenant) {
+        actix_web::rt::spawn(async move {
+            let _slot = turn.slot().await;
+            let filled = warm_tenant(&state, tenant).await;
+            if filled > 0 {
+                log::info!("[Cache] Warmed: {filled} answers for tenant {tenant}");
+            }
+        });
+    }
     HttpResponse::Accepted().json(json!({"warming": ["dashboard", "accounts", "contacts", "leads", "opportunities", "activities"]}))
 }
 

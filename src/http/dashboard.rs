@@ -85,7 +85,7 @@ async fn bundle(
 
 /// The JSON of `GET /api/v2/dashboard/bundle`.
 pub async fn bundle_body(state: &AppState, tenant: TenantId) -> Result<Bytes, ApiError> {
-    let mut db = state.db().await?;
+    let mut db = state.db(tenant).await?;
     // One snapshot, so that counts, stages and the newest records agree with each other.
     let body = db
         .run(|conn| async move {

@@ -107,7 +107,7 @@ pub async fn list_body<E: Entity>(
     raw_query: &str,
 ) -> Result<Bytes, ApiError> {
     let query = ListQuery::parse(E::SPEC, raw_query, &state.cursors, tenant)?;
-    let mut db = state.db().await?;
+    let mut db = state.db(tenant).await?;
     let rows = db.run(|conn| E::list(conn, tenant, &query)).await?;
     let page = page(rows, query.limit);
     json_bytes(&ListBody {
@@ -125,7 +125,7 @@ pub async fn count_body<E: Entity>(
     raw_query: &str,
 ) -> Result<Bytes, ApiError> {
     let filters = parse_count(E::SPEC, raw_query)?;
-    let mut db = state.db().await?;
+    let mut db = state.db(tenant).await?;
     let count = db.run(|conn| E::count(conn, tenant, &filters)).await?;
     json_bytes(&CountBody { count })
 }
@@ -154,7 +154,7 @@ async fn get<E: Entity>(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
-    let mut db = state.db().await?;
+    let mut db = state.db(principal.tenant).await?;
     let record = db.run(|conn| E::get(conn, principal.tenant, id)).await?;
     Ok(HttpResponse::Ok().json(record))
 }
@@ -193,7 +193,7 @@ async fn create<E: Entity>(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let body = parse_body(E::SPEC, body.0, Mode::Create)?;
-    let mut db = state.db().await?;
+    let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
         .write(outbox(&state, &principal, &req), async |conn| {
@@ -216,7 +216,7 @@ async fn update<E: Entity>(
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
     let body = parse_body(E::SPEC, body.0, Mode::Update)?;
-    let mut db = state.db().await?;
+    let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
         .write(outbox(&state, &principal, &req), async |conn| {
@@ -232,7 +232,7 @@ async fn delete<E: Entity>(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
-    let mut db = state.db().await?;
+    let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
         .write(outbox(&state, &principal, &req), async |conn| {

@@ -44,6 +44,7 @@ fn error_codes() -> Value {
         "payload_too_large",
         "unsupported_media_type",
         "invalid_reference",
+        "too_many_requests",
         "database_unavailable",
         "internal"
     ])
@@ -181,6 +182,9 @@ fn cached(responses: &mut Value) {
 fn common_errors(responses: &mut Value) {
     responses["400"] = error_response("invalid input");
     responses["401"] = error_response("missing or invalid bearer token");
+    responses["429"] = error_response(
+        "this tenant already holds its share of the database pool or of background work; see Retry-After",
+    );
     responses["503"] = error_response("database unavailable");
 }
 

@@ -106,7 +106,7 @@ pub async fn stats_body(
                 .map_err(|_| ApiError::InvalidQuery("filter `account_id` must be a UUID".into()))
         })
         .transpose()?;
-    let mut db = state.db().await?;
+    let mut db = state.db(tenant).await?;
     let rows = db
         .run(|conn| opportunities::stats(conn, tenant, account))
         .await?;

@@ -715,6 +715,9 @@ async fn start_behind(proxy: &Proxy, database: &Arc<TestDatabase>, fail_safe_sec
     config.db_statement_timeout_ms = 1_000;
     config.cache_fail_safe_secs = fail_safe_secs;
     config.cache_ttl_overrides = HashMap::from([("ACCOUNTS_COUNT".to_owned(), 1)]);
+    // One tenant's requests at once, each waiting on the lost database: its share of the pool
+    // would answer 429 before the outage's 503 (tests/api/fairness.rs covers the share).
+    config.tenant_max_db_share = 1.0;
     start(config, database.clone()).await
 }
 

@@ -12,6 +12,7 @@ mod cluster;
 mod crud;
 mod dashboard;
 mod errors;
+mod fairness;
 mod filters;
 mod health;
 mod logs;

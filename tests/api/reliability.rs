@@ -1956,6 +1956,8 @@ async fn sigterm_finishes_in_flight_requests_and_refuses_new_ones() {
                 ("SHUTDOWN_GRACE_SECS", GRACE.as_secs().to_string()),
                 ("DB_POOL_SIZE", "10".to_owned()),
                 ("DB_STATEMENT_TIMEOUT_MS", "10000".to_owned()),
+                // Six requests of one tenant held at once: no share limit (fairness.rs has it).
+                ("TENANT_MAX_DB_SHARE", "1".to_owned()),
             ],
             false,
         )
