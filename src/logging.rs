@@ -130,9 +130,39 @@ impl Log for Buffered {
     }
 
     fn log(&self, record: &Record) {
+        // actix-http reports every malformed or slow request it answers itself (400, 408, 431)
+        // as an ERROR: any client could fill the error log. They are the client's errors, so
+        // they are logged at debug.
+        if record.level() == Level::Error && record.target().starts_with(CLIENT_ERRORS) {
+            let demoted = Record::builder()
+                .level(Level::Debug)
+                .target(record.target())
+                .args(*record.args())
+                .module_path(record.module_path())
+                .file(record.file())
+                .line(record.line())
+                .build();
+            if self.filter.matches(&demoted) {
+                self.write(&demoted);
+            }
+            return;
+        }
         if !self.filter.matches(record) {
             return;
         }
+        self.write(record);
+    }
+
+    fn flush(&self) {
+        drain();
+    }
+}
+
+/// The target of actix-http's reports of requests it refused before the application saw them.
+const CLIENT_ERRORS: &str = "actix_http::h1::dispatcher";
+
+impl Buffered {
+    fn write(&self, record: &Record) {
         let buffered = SCRATCH.try_with(|scratch| {
             // A value whose formatting logs again finds the scratch busy: that inner line goes
             // straight to stderr instead of deadlocking.
@@ -158,10 +188,6 @@ impl Log for Buffered {
                 let _ = io::stderr().write_all(&line);
             }
         }
-    }
-
-    fn flush(&self) {
-        drain();
     }
 }
 

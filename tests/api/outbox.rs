@@ -335,3 +335,31 @@ async fn seeding_a_live_tenant_invalidates_it_everywhere() {
         seeded.elapsed()
     );
 }
+
+/// A writer cut off from Redis keeps writing; every other instance shows each write within a
+/// second of its commit, from the outbox its relay reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_writer_cut_off_from_redis_is_shown_elsewhere_within_1_s_while_it_keeps_writing() {
+    let redis = RedisServer::start().await;
+    let mut proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
+    let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
+    let other = &apps[0];
+    let writer = behind(&proxy, other).await;
+    let token = other.token(Uuid::new_v4());
+    count(other, &token).await;
+    assert_eq!(count(other, &token).await.1, "HIT L1");
+
+    proxy.stop().await;
+    time_until_redis(&writer, "down", Duration::from_secs(3)).await;
+    for written in 1..=3 {
+        writer.create("leads", &token, minimal("leads")).await;
+        assert_eq!(
+            count(&writer, &token).await.0,
+            written,
+            "the writer at once"
+        );
+        let shown = until_count(other, &token, written, Duration::from_secs(1)).await;
+        eprintln!("write {written} of the cut-off writer showed elsewhere after {shown:?}");
+    }
+    until_outbox_empty(other, Duration::from_secs(1)).await;
+}
