@@ -394,7 +394,10 @@ pub fn document() -> Value {
     paths.insert(
         "/metrics".into(),
         json!({"get": {"operationId": "metrics", "tags": ["meta"], "security": [], "responses": {
-            "200": {"description": "Prometheus text exposition", "content": {"application/openmetrics-text": {"schema": {"type": "string"}}}}
+            "200": {"description": "Prometheus text exposition (OpenMetrics when Accept asks for it)", "content": {
+                "text/plain; version=0.0.4": {"schema": {"type": "string"}},
+                "application/openmetrics-text; version=1.0.0": {"schema": {"type": "string"}}
+            }}
         }}}),
     );
     paths.insert(
