@@ -6,45 +6,9 @@ use std::time::{Duration, Instant};
 
 use uuid::Uuid;
 
-use crate::helpers::{minimal, ready, spawn_replicas_on, start, TestApp};
+use crate::helpers::{minimal, ready, spawn_replicas_on};
 use crate::proxy::Proxy;
 use crate::redis_server::RedisServer;
-
-const COUNT: &str = "/api/v2/leads/count";
-
-async fn count(app: &TestApp, token: &str) -> (i64, String) {
-    let (cache, tier, body) = app.get_cached(COUNT, token).await;
-    let count = body["count"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("a count without a number: {body}"));
-    (count, format!("{cache} {tier}"))
-}
-
-/// An instance like `like` whose Redis connections all go through `proxy`.
-pub async fn behind(proxy: &Proxy, like: &TestApp) -> TestApp {
-    let mut config = like.config.clone();
-    config.redis_url = format!("redis://127.0.0.1:{}/0", proxy.port);
-    let app = start(config, like.database.clone()).await;
-    app.wait_for_redis("up").await;
-    app
-}
-
-/// Reads the count on `app` until it is `expected`; how long that took (fails past `limit`).
-async fn until_count(app: &TestApp, token: &str, expected: i64, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let (seen, how) = count(app, token).await;
-        if seen == expected {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{} still answers {seen} ({how}) after {limit:?}",
-            app.address
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_redis_counts_as_down_within_2_s_on_an_instance_that_serves_only_l1_hits() {
@@ -52,12 +16,12 @@ async fn a_silent_redis_counts_as_down_within_2_s_on_an_instance_that_serves_onl
     let proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
     let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
     let writer = &apps[0];
-    let silent = behind(&proxy, writer).await;
+    let silent = writer.another_replica_behind(&proxy).await;
     let token = writer.token(Uuid::new_v4());
     writer.create("leads", &token, minimal("leads")).await;
     for app in [writer, &silent] {
-        count(app, &token).await;
-        assert_eq!(count(app, &token).await, (1, "HIT L1".to_owned()));
+        app.leads_count(&token).await;
+        assert_eq!(app.leads_count(&token).await, (1, "HIT L1".to_owned()));
     }
 
     // Packets to Redis are dropped from now on; nothing is closed.
@@ -65,7 +29,9 @@ async fn a_silent_redis_counts_as_down_within_2_s_on_an_instance_that_serves_onl
     let frozen = Instant::now();
     writer.create("leads", &token, minimal("leads")).await;
     // The instance only reads its L1 meanwhile: it must notice by itself.
-    let noticed = until_count(&silent, &token, 2, Duration::from_millis(2_500)).await;
+    let noticed = silent
+        .until_leads_count(&token, 2, Duration::from_millis(2_500))
+        .await;
     let (_, health) = ready(&silent).await;
     assert_eq!(health["redis"], "down", "{health}");
     assert_eq!(health["status"], "degraded", "{health}");
@@ -76,20 +42,22 @@ async fn a_silent_redis_counts_as_down_within_2_s_on_an_instance_that_serves_onl
     assert!(noticed < Duration::from_millis(2_500));
     // Degraded: answers stay correct while the writer keeps writing.
     writer.create("leads", &token, minimal("leads")).await;
-    until_count(
-        &silent,
-        &token,
-        3,
-        Duration::from_secs(silent.config.cache_degraded_l1_ttl_secs + 1),
-    )
-    .await;
+    silent
+        .until_leads_count(
+            &token,
+            3,
+            Duration::from_secs(silent.config.cache_degraded_l1_ttl_secs + 1),
+        )
+        .await;
 
     // The network returns: the instance reconnects by itself and the bus works again.
     proxy.thaw();
     silent.wait_for_redis("up").await;
-    assert_eq!(count(&silent, &token).await.0, 3);
+    assert_eq!(silent.leads_count(&token).await.0, 3);
     writer.create("leads", &token, minimal("leads")).await;
-    until_count(&silent, &token, 4, Duration::from_millis(100)).await;
+    silent
+        .until_leads_count(&token, 4, Duration::from_millis(100))
+        .await;
 }
 
 /// Keeps the Redis at `url` busy (it answers nobody) for `millis`.
@@ -124,8 +92,8 @@ async fn one_slow_redis_command_is_a_miss_not_degraded_mode() {
     let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
     let app = &apps[0];
     let (cached, other) = (app.token(Uuid::new_v4()), app.token(Uuid::new_v4()));
-    count(app, &cached).await;
-    assert_eq!(count(app, &cached).await.1, "HIT L1");
+    app.leads_count(&cached).await;
+    assert_eq!(app.leads_count(&cached).await.1, "HIT L1");
 
     // Redis answers nothing for 600 ms: longer than REDIS_TIMEOUT_MS, shorter than a heartbeat
     // may take. A request of another tenant meanwhile finds every Redis command timing out.
@@ -135,7 +103,7 @@ async fn one_slow_redis_command_is_a_miss_not_degraded_mode() {
     });
     tokio::time::sleep(Duration::from_millis(50)).await;
     let started = Instant::now();
-    let (seen, how) = count(app, &other).await;
+    let (seen, how) = app.leads_count(&other).await;
     assert_eq!((seen, how.as_str()), (0, "MISS "));
     eprintln!("the miss with a busy Redis took {:?}", started.elapsed());
     busy.await.expect("the busy script");
@@ -146,7 +114,7 @@ async fn one_slow_redis_command_is_a_miss_not_degraded_mode() {
         "one slow command is no outage: {health}"
     );
     assert_eq!(
-        count(app, &cached).await.1,
+        app.leads_count(&cached).await.1,
         "HIT L1",
         "L1 was dropped for one slow command"
     );

@@ -156,6 +156,41 @@ impl TestApp {
         app
     }
 
+    /// One more instance like this one whose Redis connections all go through `proxy`.
+    pub async fn another_replica_behind(&self, proxy: &crate::proxy::Proxy) -> TestApp {
+        let mut config = self.config.clone();
+        config.redis_url = format!("redis://127.0.0.1:{}/0", proxy.port);
+        let app = start(config, self.database.clone()).await;
+        app.wait_for_redis("up").await;
+        app
+    }
+
+    /// `GET /api/v2/leads/count`: the count and how it was served (`"HIT L1"`, `"MISS "`, …).
+    pub async fn leads_count(&self, token: &str) -> (i64, String) {
+        let (cache, tier, body) = self.get_cached("/api/v2/leads/count", token).await;
+        let count = body["count"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("a count without a number: {body}"));
+        (count, format!("{cache} {tier}"))
+    }
+
+    /// Reads the leads count until it is `expected`; how long that took (fails past `limit`).
+    pub async fn until_leads_count(&self, token: &str, expected: i64, limit: Duration) -> Duration {
+        let started = std::time::Instant::now();
+        loop {
+            let (seen, how) = self.leads_count(token).await;
+            if seen == expected {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "{} still answers {seen} ({how}) {limit:?} after the write",
+                self.address
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
     /// An admin token for `tenant`.
     pub fn token(&self, tenant: Uuid) -> String {
         self.token_as(tenant, Role::Admin)

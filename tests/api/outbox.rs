@@ -18,33 +18,6 @@ use crate::logs::Server;
 use crate::proxy::{through_proxy, Proxy};
 use crate::redis_server::RedisServer;
 
-const COUNT: &str = "/api/v2/leads/count";
-
-async fn count(app: &TestApp, token: &str) -> (i64, String) {
-    let (cache, tier, body) = app.get_cached(COUNT, token).await;
-    let count = body["count"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("a count without a number: {body}"));
-    (count, format!("{cache} {tier}"))
-}
-
-/// Reads the count on `app` until it is `expected`; how long that took (fails past `limit`).
-async fn until_count(app: &TestApp, token: &str, expected: i64, limit: Duration) -> Duration {
-    let started = Instant::now();
-    loop {
-        let (seen, how) = count(app, token).await;
-        if seen == expected {
-            return started.elapsed();
-        }
-        assert!(
-            started.elapsed() < limit,
-            "{} still answers {seen} ({how}) {limit:?} after the write",
-            app.address
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
 /// Rows waiting in the outbox of `app`'s database.
 async fn outbox_rows(app: &TestApp) -> i64 {
     aishacrm::db::outbox::waiting(&mut app.db().await)
@@ -63,23 +36,14 @@ async fn until_outbox_empty(app: &TestApp, limit: Duration) {
     }
 }
 
-/// An instance like `like` whose Redis connections all go through `proxy`.
-async fn behind(proxy: &Proxy, like: &TestApp) -> TestApp {
-    let mut config = like.config.clone();
-    config.redis_url = format!("redis://127.0.0.1:{}/0", proxy.port);
-    let app = start(config, like.database.clone()).await;
-    app.wait_for_redis("up").await;
-    app
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_within_1_s() {
     let redis = RedisServer::start().await;
     let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
     let reader = &apps[0];
     let token = reader.token(Uuid::new_v4());
-    count(reader, &token).await;
-    assert_eq!(count(reader, &token).await.1, "HIT L1");
+    reader.leads_count(&token).await;
+    assert_eq!(reader.leads_count(&token).await.1, "HIT L1");
 
     let env = [
         ("DATABASE_URL", reader.config.database_url.clone()),
@@ -111,7 +75,9 @@ async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_wit
     assert!(!status.success(), "the writer aborted: {status}");
 
     // The write committed and nobody told Redis: the reader's relay does, within a second.
-    let shown = until_count(reader, &token, 1, Duration::from_secs(1)).await;
+    let shown = reader
+        .until_leads_count(&token, 1, Duration::from_secs(1))
+        .await;
     eprintln!(
         "the dead writer's write showed {shown:?} after it died ({:?} since)",
         died.elapsed()
@@ -125,19 +91,21 @@ async fn a_publish_cut_on_its_way_to_redis_still_reaches_every_instance() {
     let proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
     let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
     let other = &apps[0];
-    let writer = behind(&proxy, other).await;
+    let writer = other.another_replica_behind(&proxy).await;
     let token = other.token(Uuid::new_v4());
     for app in [other, &writer] {
-        count(app, &token).await;
-        assert_eq!(count(app, &token).await.1, "HIT L1");
+        app.leads_count(&token).await;
+        assert_eq!(app.leads_count(&token).await.1, "HIT L1");
     }
 
     // The increment reaches Redis, the PUBLISH does not.
     proxy.cut_on_command("PUBLISH", &[], 1);
     writer.create("leads", &token, minimal("leads")).await;
     assert!(proxy.cuts_done(), "the PUBLISH was cut");
-    assert_eq!(count(&writer, &token).await.0, 1, "the writer at once");
-    let shown = until_count(other, &token, 1, Duration::from_secs(1)).await;
+    assert_eq!(writer.leads_count(&token).await.0, 1, "the writer at once");
+    let shown = other
+        .until_leads_count(&token, 1, Duration::from_secs(1))
+        .await;
     eprintln!("the write whose PUBLISH was cut showed elsewhere after {shown:?}");
     time_until_redis(&writer, "up", Duration::from_secs(10)).await;
     until_outbox_empty(other, Duration::from_secs(1)).await;
@@ -146,11 +114,15 @@ async fn a_publish_cut_on_its_way_to_redis_still_reaches_every_instance() {
     proxy.cut_on_command("EVALSHA", &["leads"], 1);
     writer.create("leads", &token, minimal("leads")).await;
     assert!(proxy.cuts_done(), "the increment was cut");
-    assert_eq!(count(&writer, &token).await.0, 2, "the writer at once");
-    until_count(other, &token, 2, Duration::from_secs(1)).await;
+    assert_eq!(writer.leads_count(&token).await.0, 2, "the writer at once");
+    other
+        .until_leads_count(&token, 2, Duration::from_secs(1))
+        .await;
     time_until_redis(&writer, "up", Duration::from_secs(10)).await;
     writer.create("leads", &token, minimal("leads")).await;
-    until_count(other, &token, 3, Duration::from_millis(100)).await;
+    other
+        .until_leads_count(&token, 3, Duration::from_millis(100))
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -167,8 +139,8 @@ async fn writes_while_cut_off_from_redis_all_arrive_even_when_the_reconnect_fail
     writer.wait_for_redis("up").await;
     let tokens: Vec<String> = (0..8).map(|_| writer.token(Uuid::new_v4())).collect();
     for token in &tokens {
-        count(&writer, token).await;
-        assert_eq!(count(&writer, token).await.1, "HIT L1");
+        writer.leads_count(token).await;
+        assert_eq!(writer.leads_count(token).await.1, "HIT L1");
     }
 
     proxy.stop().await;
@@ -176,7 +148,7 @@ async fn writes_while_cut_off_from_redis_all_arrive_even_when_the_reconnect_fail
     for token in &tokens {
         writer.create("leads", token, minimal("leads")).await;
         assert_eq!(
-            count(&writer, token).await.0,
+            writer.leads_count(token).await.0,
             1,
             "the writer shows its write"
         );
@@ -208,11 +180,11 @@ async fn writes_while_cut_off_from_redis_all_arrive_even_when_the_reconnect_fail
     reader.wait_for_redis("up").await;
     for token in &tokens {
         assert_eq!(
-            count(&reader, token).await.0,
+            reader.leads_count(token).await.0,
             1,
             "an acknowledged write never reached Redis"
         );
-        assert_eq!(count(&writer, token).await.0, 1);
+        assert_eq!(writer.leads_count(token).await.0, 1);
     }
     assert_eq!(outbox_rows(&writer).await, 0);
 }
@@ -240,7 +212,7 @@ async fn refused_writes_leave_fail_safe_answers_served_stale() {
         let token = app.token(Uuid::new_v4());
         let lead = app.create("leads", &token, minimal("leads")).await;
         let path = format!("/api/v2/leads/{}", lead["id"].as_str().expect("an id"));
-        let (stored, _, _) = app.get_cached(COUNT, &token).await;
+        let (stored, _, _) = app.get_cached("/api/v2/leads/count", &token).await;
         let stored_at = Instant::now();
         assert_eq!(stored, "MISS");
 
@@ -260,7 +232,7 @@ async fn refused_writes_leave_fail_safe_answers_served_stale() {
         if let Some(wait) = Duration::from_millis(1_200).checked_sub(stored_at.elapsed()) {
             tokio::time::sleep(wait).await;
         }
-        let (cache, _, body) = app.get_cached(COUNT, &token).await;
+        let (cache, _, body) = app.get_cached("/api/v2/leads/count", &token).await;
         assert_eq!(
             (cache.as_str(), body["count"].as_i64()),
             ("STALE", Some(1)),
@@ -283,8 +255,8 @@ async fn a_write_whose_commit_outcome_is_unknown_still_invalidates() {
     let app = start(config, database).await;
     app.wait_for_redis("up").await;
     let token = app.token(Uuid::new_v4());
-    count(&app, &token).await;
-    assert_eq!(count(&app, &token).await, (0, "HIT L1".to_owned()));
+    app.leads_count(&token).await;
+    assert_eq!(app.leads_count(&token).await, (0, "HIT L1".to_owned()));
 
     // The connection is cut as COMMIT leaves: the server rolls back, the service cannot know.
     proxy.cut_on_bytes(b"COMMIT\0", 1);
@@ -292,7 +264,7 @@ async fn a_write_whose_commit_outcome_is_unknown_still_invalidates() {
     assert!(proxy.cuts_done(), "the COMMIT was cut");
     assert_error(response, 503, "database_unavailable").await;
     assert_eq!(
-        count(&app, &token).await,
+        app.leads_count(&token).await,
         (0, "MISS ".to_owned()),
         "an unknown outcome invalidates (and nothing was committed)"
     );
@@ -306,8 +278,8 @@ async fn seeding_a_live_tenant_invalidates_it_everywhere() {
     let tenant = Uuid::new_v4();
     let token = apps[0].token(tenant);
     for app in &apps {
-        count(app, &token).await;
-        assert_eq!(count(app, &token).await, (0, "HIT L1".to_owned()));
+        app.leads_count(&token).await;
+        assert_eq!(app.leads_count(&token).await, (0, "HIT L1".to_owned()));
     }
     let config = &apps[0].config;
     let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_aishacrm"))
@@ -328,7 +300,8 @@ async fn seeding_a_live_tenant_invalidates_it_everywhere() {
     assert!(output.status.success(), "{output:?}");
     let seeded = Instant::now();
     for app in &apps {
-        until_count(app, &token, 2, Duration::from_secs(1)).await;
+        app.until_leads_count(&token, 2, Duration::from_secs(1))
+            .await;
     }
     eprintln!(
         "the seed showed on both instances {:?} after it ended",
@@ -344,21 +317,23 @@ async fn a_writer_cut_off_from_redis_is_shown_elsewhere_within_1_s_while_it_keep
     let mut proxy = Proxy::start(&format!("127.0.0.1:{}", redis.port)).await;
     let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
     let other = &apps[0];
-    let writer = behind(&proxy, other).await;
+    let writer = other.another_replica_behind(&proxy).await;
     let token = other.token(Uuid::new_v4());
-    count(other, &token).await;
-    assert_eq!(count(other, &token).await.1, "HIT L1");
+    other.leads_count(&token).await;
+    assert_eq!(other.leads_count(&token).await.1, "HIT L1");
 
     proxy.stop().await;
     time_until_redis(&writer, "down", Duration::from_secs(3)).await;
     for written in 1..=3 {
         writer.create("leads", &token, minimal("leads")).await;
         assert_eq!(
-            count(&writer, &token).await.0,
+            writer.leads_count(&token).await.0,
             written,
             "the writer at once"
         );
-        let shown = until_count(other, &token, written, Duration::from_secs(1)).await;
+        let shown = other
+            .until_leads_count(&token, written, Duration::from_secs(1))
+            .await;
         eprintln!("write {written} of the cut-off writer showed elsewhere after {shown:?}");
     }
     until_outbox_empty(other, Duration::from_secs(1)).await;

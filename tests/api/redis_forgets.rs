@@ -14,19 +14,9 @@ use crate::helpers::{
 };
 use crate::redis_server::RedisServer;
 
-const COUNT: &str = "/api/v2/leads/count";
-
-async fn count(app: &TestApp, token: &str) -> (i64, String) {
-    let (cache, tier, body) = app.get_cached(COUNT, token).await;
-    let count = body["count"]
-        .as_i64()
-        .unwrap_or_else(|| panic!("a count without a number: {body}"));
-    (count, format!("{cache} {tier}"))
-}
-
 /// The writer shows `expected` at once; every other instance within 100 ms.
 async fn everyone_shows(writer: &TestApp, others: &[&TestApp], token: &str, expected: i64) {
-    let (seen, how) = count(writer, token).await;
+    let (seen, how) = writer.leads_count(token).await;
     assert_eq!(
         seen, expected,
         "the writer {} answered an older count ({how})",
@@ -35,7 +25,7 @@ async fn everyone_shows(writer: &TestApp, others: &[&TestApp], token: &str, expe
     for other in others {
         let started = Instant::now();
         loop {
-            let (seen, how) = count(other, token).await;
+            let (seen, how) = other.leads_count(token).await;
             if seen == expected {
                 break;
             }
@@ -61,7 +51,7 @@ async fn write_and_cache(writer: &TestApp, all: &[&TestApp], token: &str, n: usi
             .collect();
         everyone_shows(writer, &others, token, from + written).await;
         for app in all {
-            let (_, how) = count(app, token).await;
+            let (_, how) = app.leads_count(token).await;
             assert_eq!(how, "HIT L1", "{} caches the count", app.address);
         }
     }
@@ -115,7 +105,7 @@ async fn losing_only_the_generations_never_revives_an_entry_of_an_earlier_state(
     let tenant = Uuid::new_v4();
     let token = a.token(tenant);
     // L2 now holds a count of every state from 0 to 4 leads.
-    count(a, &token).await;
+    a.leads_count(&token).await;
     write_and_cache(a, &[a, b], &token, 4, 0).await;
 
     // What an allkeys-* eviction may do: the tenant's generation key goes, its entries stay.
@@ -136,7 +126,7 @@ async fn a_restart_without_persistence_or_from_an_older_snapshot_never_serves_wh
     let apps = spawn_replicas_on(2, &redis.url(), |_| {}).await;
     let (a, b) = (&apps[0], &apps[1]);
     let token = a.token(Uuid::new_v4());
-    count(a, &token).await;
+    a.leads_count(&token).await;
     write_and_cache(a, &[a, b], &token, 2, 0).await;
     // The snapshot holds the generations and entries of the state with 2 leads.
     redis_command(&redis, &["SAVE"]).await;
@@ -187,7 +177,7 @@ async fn cache_flush_is_fenced_a_load_under_way_cannot_store_its_answer_after_it
     let reader = {
         let (client, url, token) = (
             app.client.clone(),
-            format!("{}{COUNT}", app.address),
+            format!("{}/api/v2/leads/count", app.address),
             token.clone(),
         );
         tokio::spawn(async move { client.get(url).bearer_auth(token).send().await })
@@ -213,7 +203,7 @@ async fn cache_flush_is_fenced_a_load_under_way_cannot_store_its_answer_after_it
         .expect("the reader task")
         .expect("the read under way");
     assert_eq!(header(&response, "x-cache"), "MISS");
-    let (seen, how) = count(app, &token).await;
+    let (seen, how) = app.leads_count(&token).await;
     assert_eq!(seen, 1);
     assert_eq!(
         how, "MISS ",
