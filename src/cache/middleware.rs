@@ -285,65 +285,41 @@ async fn serve_cached(
         .lookup(principal.tenant, module, operation, &params, ttl)
         .await;
 
-    if wants_fresh(req.request()) {
-        // Fresh reads of one key that overlap share one load, as misses do: a client sending
-        // `no-cache` on every request cannot multiply the queries. A load under way began after
-        // every write this request could have seen (its key carries their generations).
-        let leader = match cache.flights.join(lookup.key) {
-            Role::Leader(leader) => Some(leader),
-            Role::Follower(receiver) => {
-                if let Some(entry) = flight::wait(receiver).await {
-                    cache
-                        .metrics
-                        .cache_request(module, operation, Outcome::Bypass, Tier::None);
-                    return Ok(reply(req.request().clone(), &entry, "BYPASS", None));
-                }
-                None
+    // `Cache-Control: no-cache` reads fresh (and stores what it read); otherwise L1, then L2.
+    let fresh = wants_fresh(req.request());
+    let stale = if fresh {
+        None
+    } else {
+        match cache.find(&lookup).await {
+            Found::Fresh(tier, entry) => {
+                cache
+                    .metrics
+                    .cache_request(module, operation, Outcome::Hit, tier);
+                cache.metrics.hit_age(module, operation, entry.age());
+                log_hit(&lookup, tier);
+                return Ok(reply(req.request().clone(), &entry, "HIT", Some(tier)));
             }
-        };
-        let loaded = read(next.call(req).await?).await?;
-        if loaded.status != StatusCode::OK {
-            if let Some(leader) = leader {
-                leader.finish(None);
-            }
-            return Ok(loaded.passthrough());
+            Found::Stale(entry) => Some(entry),
+            Found::Absent => None,
         }
-        cache
-            .metrics
-            .cache_request(module, operation, Outcome::Bypass, Tier::None);
-        let entry = cache
-            .store(&lookup, loaded.body.clone(), loaded.content_type.clone())
-            .await;
-        if let Some(leader) = leader {
-            leader.finish(entry.clone());
-        }
-        return Ok(match entry {
-            Some(entry) => reply(loaded.req, &entry, "BYPASS", None),
-            None => loaded.uncached("BYPASS"),
-        });
-    }
-
-    let stale = match cache.find(&lookup).await {
-        Found::Fresh(tier, entry) => {
-            cache
-                .metrics
-                .cache_request(module, operation, Outcome::Hit, tier);
-            cache.metrics.hit_age(module, operation, entry.age());
-            log_hit(&lookup, tier);
-            return Ok(reply(req.request().clone(), &entry, "HIT", Some(tier)));
-        }
-        Found::Stale(entry) => Some(entry),
-        Found::Absent => None,
+    };
+    let (label, outcome) = if fresh {
+        ("BYPASS", Outcome::Bypass)
+    } else {
+        ("MISS", Outcome::Miss)
     };
 
+    // Overlapping loads of one key share one, fresh reads included: a client sending `no-cache`
+    // on every request cannot multiply the queries. A load under way began after every write
+    // this request could have seen (its key carries their generations).
     let leader = match cache.flights.join(lookup.key) {
         Role::Leader(leader) => Some(leader),
         Role::Follower(receiver) => {
             if let Some(entry) = flight::wait(receiver).await {
                 cache
                     .metrics
-                    .cache_request(module, operation, Outcome::Miss, Tier::None);
-                return Ok(reply(req.request().clone(), &entry, "MISS", None));
+                    .cache_request(module, operation, outcome, Tier::None);
+                return Ok(reply(req.request().clone(), &entry, label, None));
             }
             None
         }
@@ -353,8 +329,10 @@ async fn serve_cached(
     if loaded.status == StatusCode::OK {
         cache
             .metrics
-            .cache_request(module, operation, Outcome::Miss, Tier::None);
-        log_miss(&lookup);
+            .cache_request(module, operation, outcome, Tier::None);
+        if !fresh {
+            log_miss(&lookup);
+        }
         let entry = cache
             .store(&lookup, loaded.body.clone(), loaded.content_type.clone())
             .await;
@@ -362,8 +340,8 @@ async fn serve_cached(
             leader.finish(entry.clone());
         }
         return Ok(match entry {
-            Some(entry) => reply(loaded.req, &entry, "MISS", None),
-            None => loaded.uncached("MISS"),
+            Some(entry) => reply(loaded.req, &entry, label, None),
+            None => loaded.uncached(label),
         });
     }
     if let Some(leader) = leader {
