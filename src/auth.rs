@@ -75,6 +75,9 @@ impl Principal {
 pub struct JwtKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
+    /// `JWT_SECRET_PREVIOUS`: tokens signed with these still verify during a rotation; none is
+    /// ever used to sign.
+    previous: Vec<DecodingKey>,
     validation: Validation,
     /// The `aud` and `iss` tokens must carry (and minted ones do), when configured.
     audience: Option<String>,
@@ -137,11 +140,21 @@ impl JwtKeys {
         JwtKeys {
             encoding: EncodingKey::from_secret(secret),
             decoding: DecodingKey::from_secret(secret),
+            previous: Vec::new(),
             validation,
             audience: None,
             issuer: None,
             verified: Mutex::new(HashMap::default()),
         }
+    }
+
+    /// Also accepts tokens signed with any of `secrets` (verify only).
+    pub fn with_previous(mut self, secrets: &[Vec<u8>]) -> Self {
+        self.previous = secrets
+            .iter()
+            .map(|secret| DecodingKey::from_secret(secret))
+            .collect();
+        self
     }
 
     /// Tokens must also carry this `aud` (`JWT_AUDIENCE`) and this `iss` (`JWT_ISSUER`), each
@@ -207,26 +220,38 @@ impl JwtKeys {
     }
 
     fn verify_signature(&self, token: &str) -> Result<(Principal, u64), ApiError> {
-        let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
-            .map_err(|error| {
-                use jsonwebtoken::errors::ErrorKind;
-                match error.kind() {
-                    ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired"),
-                    ErrorKind::ImmatureSignature => {
-                        ApiError::Unauthorized("the token is not valid yet (nbf)")
-                    }
-                    ErrorKind::InvalidAudience => {
-                        ApiError::Unauthorized("the token is for another audience")
-                    }
-                    ErrorKind::InvalidIssuer => {
-                        ApiError::Unauthorized("the token is from another issuer")
-                    }
-                    ErrorKind::InvalidSignature => {
-                        ApiError::Unauthorized("the token signature is not valid")
-                    }
-                    _ => ApiError::Unauthorized("the bearer token is malformed or incomplete"),
+        let decode = |key| jsonwebtoken::decode::<Claims>(token, key, &self.validation);
+        let badly_signed = |decoded: &jsonwebtoken::errors::Result<_>| {
+            matches!(decoded, Err(error)
+                if *error.kind() == jsonwebtoken::errors::ErrorKind::InvalidSignature)
+        };
+        // The current secret first; a previous one only for a signature the current refuses.
+        let mut decoded = decode(&self.decoding);
+        for previous in &self.previous {
+            if !badly_signed(&decoded) {
+                break;
+            }
+            decoded = decode(previous);
+        }
+        let data = decoded.map_err(|error| {
+            use jsonwebtoken::errors::ErrorKind;
+            match error.kind() {
+                ErrorKind::ExpiredSignature => ApiError::Unauthorized("the token has expired"),
+                ErrorKind::ImmatureSignature => {
+                    ApiError::Unauthorized("the token is not valid yet (nbf)")
                 }
-            })?;
+                ErrorKind::InvalidAudience => {
+                    ApiError::Unauthorized("the token is for another audience")
+                }
+                ErrorKind::InvalidIssuer => {
+                    ApiError::Unauthorized("the token is from another issuer")
+                }
+                ErrorKind::InvalidSignature => {
+                    ApiError::Unauthorized("the token signature is not valid")
+                }
+                _ => ApiError::Unauthorized("the bearer token is malformed or incomplete"),
+            }
+        })?;
         // RFC 7515: a critical extension the service does not understand (it understands none)
         // makes the token invalid; `crit` may not be empty either.
         if data.header.crit.is_some() {

@@ -57,6 +57,16 @@ pub struct Config {
     #[arg(long, env = "JWT_SECRET", global = true, hide_env_values = true)]
     pub jwt_secret: Option<Secret>,
 
+    /// Comma-separated secrets still accepted (verify only) during a rotation; cursors signed
+    /// with them stay valid. Tokens are minted with `JWT_SECRET` only.
+    #[arg(
+        long,
+        env = "JWT_SECRET_PREVIOUS",
+        global = true,
+        hide_env_values = true
+    )]
+    pub jwt_secret_previous: Option<Secret>,
+
     /// When set, tokens must carry this `aud`; when unset, `aud` is not checked.
     #[arg(long, env = "JWT_AUDIENCE", global = true)]
     pub jwt_audience: Option<String>,
@@ -208,6 +218,22 @@ impl Config {
             return Some(Target::Cluster(nodes));
         }
         self.redis_url().map(|url| Target::Single(url.to_owned()))
+    }
+
+    /// The secrets of `JWT_SECRET_PREVIOUS`, each as bytes (empty items skipped).
+    pub fn previous_jwt_secrets(&self) -> Vec<Vec<u8>> {
+        self.jwt_secret_previous
+            .as_ref()
+            .map(|secrets| {
+                secrets
+                    .0
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|secret| !secret.is_empty())
+                    .map(|secret| secret.as_bytes().to_vec())
+                    .collect()
+            })
+            .unwrap_or_default()
     }
 
     pub fn db_acquire_timeout(&self) -> Duration {

@@ -46,7 +46,9 @@ impl Application {
                 secret
             }
         };
+        let previous = config.previous_jwt_secrets();
         let keys = JwtKeys::new(&secret)
+            .with_previous(&previous)
             .expecting(config.jwt_audience.as_deref(), config.jwt_issuer.as_deref());
         if config.jwt_secret.is_none() {
             let token = keys.mint(DEMO_TENANT, Role::Admin, "dev", DEV_TOKEN_TTL_SECS)?;
@@ -75,7 +77,7 @@ impl Application {
             shares: TenantShares::new(config.db_pool_size.max(1), config.tenant_max_db_share),
             pool,
             outbox,
-            cursors: CursorCodec::new(&secret),
+            cursors: CursorCodec::new(&secret).with_previous(&previous),
             cache,
             db_timeout: config.db_statement_timeout() + Duration::from_secs(1),
             body_timeout: Duration::from_millis(config.http_body_timeout_ms),

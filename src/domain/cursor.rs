@@ -21,22 +21,31 @@ pub struct Cursor {
 const PAYLOAD_LEN: usize = 8 + 16;
 const TAG_LEN: usize = 12;
 
-/// Signs and checks cursors with a key derived from the JWT secret.
+/// Signs cursors with the JWT secret and checks them with it or with a previous one (during a
+/// rotation, cursors handed out before it stay valid).
 #[derive(Clone)]
 pub struct CursorCodec {
     key: Vec<u8>,
+    previous: Vec<Vec<u8>>,
 }
 
 impl CursorCodec {
     pub fn new(secret: &[u8]) -> Self {
         CursorCodec {
             key: secret.to_vec(),
+            previous: Vec::new(),
         }
     }
 
-    fn mac(&self, tenant: TenantId, module: &str, payload: &[u8]) -> Hmac<Sha256> {
+    /// Also accepts cursors signed with any of `secrets` (`JWT_SECRET_PREVIOUS`).
+    pub fn with_previous(mut self, secrets: &[Vec<u8>]) -> Self {
+        self.previous = secrets.to_vec();
+        self
+    }
+
+    fn mac(key: &[u8], tenant: TenantId, module: &str, payload: &[u8]) -> Hmac<Sha256> {
         // HMAC accepts keys of any length, so this cannot fail.
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.key)
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(b"aishacrm-cursor-v1\0");
         mac.update(tenant.0.as_bytes());
@@ -50,7 +59,9 @@ impl CursorCodec {
         let mut bytes = Vec::with_capacity(PAYLOAD_LEN + TAG_LEN);
         bytes.extend_from_slice(&cursor.created_at.timestamp_micros().to_be_bytes());
         bytes.extend_from_slice(cursor.id.as_bytes());
-        let tag = self.mac(tenant, module, &bytes).finalize().into_bytes();
+        let tag = Self::mac(&self.key, tenant, module, &bytes)
+            .finalize()
+            .into_bytes();
         bytes.extend_from_slice(&tag[..TAG_LEN]);
         URL_SAFE_NO_PAD.encode(bytes)
     }
@@ -62,9 +73,13 @@ impl CursorCodec {
             return None;
         }
         let (payload, tag) = bytes.split_at(PAYLOAD_LEN);
-        self.mac(tenant, module, payload)
-            .verify_truncated_left(tag)
-            .ok()?;
+        std::iter::once(&self.key)
+            .chain(&self.previous)
+            .find(|key| {
+                Self::mac(key, tenant, module, payload)
+                    .verify_truncated_left(tag)
+                    .is_ok()
+            })?;
         let micros = i64::from_be_bytes(payload[..8].try_into().ok()?);
         let id = Uuid::from_slice(&payload[8..]).ok()?;
         Some(Cursor {

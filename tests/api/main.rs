@@ -28,6 +28,7 @@ mod redis_server;
 mod relations;
 mod reliability;
 mod rfc;
+mod rotation;
 mod security;
 mod tenancy;
 mod validation;
