@@ -149,3 +149,72 @@ async fn invalidation_lag_and_hit_age_are_measured() {
         Some(0.0)
     );
 }
+
+/// Runs `promtool` with `args`; its output, failing the test when it fails.
+fn promtool(args: &[&str]) -> String {
+    let output = Command::new("promtool")
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("running promtool (Debian's prometheus package; .ci/run installs it)");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "promtool {args:?}:\n{printed}");
+    printed
+}
+
+/// The alert and recording rules of docker/prometheus/ are valid, pass their unit tests, and
+/// name only metrics the service really exposes.
+#[tokio::test]
+async fn the_alert_rules_check_pass_their_tests_and_use_the_services_metric_names() {
+    promtool(&["check", "rules", "docker/prometheus/rules.yml"]);
+    promtool(&["check", "config", "docker/prometheus/prometheus.yml"]);
+    let tested = promtool(&["test", "rules", "docker/prometheus/rules_test.yml"]);
+    assert!(tested.contains("SUCCESS"), "{tested}");
+
+    // Traffic that gives every family a series: a miss, a hit, an invalidation.
+    let apps = spawn_replicas(1, |_| {}).await;
+    let token = apps[0].token(Uuid::new_v4());
+    apps[0].get("/api/v2/leads/count", &token).await;
+    apps[0].get("/api/v2/leads/count", &token).await;
+    apps[0].create("leads", &token, minimal("leads")).await;
+    let (_, scrape) = scrape(&apps[0], None).await;
+    let families: std::collections::HashSet<&str> = scrape
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let root = env!("CARGO_MANIFEST_DIR");
+    for file in [
+        "docker/prometheus/rules.yml",
+        "docker/prometheus/rules_test.yml",
+    ] {
+        let text = std::fs::read_to_string(format!("{root}/{file}")).expect("reading the rules");
+        let mut names: Vec<&str> = text
+            .match_indices("aishacrm_")
+            .map(|(at, _)| {
+                let rest = &text[at..];
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                    .unwrap_or(rest.len());
+                &rest[..end]
+            })
+            .collect();
+        names.sort_unstable();
+        names.dedup();
+        assert!(!names.is_empty(), "{file} names no metric");
+        for name in names {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .unwrap_or(name);
+            assert!(
+                families.contains(name) || families.contains(family),
+                "{file} uses {name}, which /metrics does not expose: {families:?}"
+            );
+        }
+    }
+}

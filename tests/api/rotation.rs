@@ -37,9 +37,13 @@ async fn a_rotation_keeps_old_tokens_and_cursors_valid_and_mints_with_the_new_se
     let before = with_secrets(&database, old, None).await;
     let old_token = token(old, tenant);
     for _ in 0..3 {
-        before.create("accounts", &old_token, minimal("accounts")).await;
+        before
+            .create("accounts", &old_token, minimal("accounts"))
+            .await;
     }
-    let (_, page) = before.get_json("/api/v2/accounts?limit=2", &old_token).await;
+    let (_, page) = before
+        .get_json("/api/v2/accounts?limit=2", &old_token)
+        .await;
     let cursor = page["next_cursor"]
         .as_str()
         .expect("a second page")
@@ -60,10 +64,15 @@ async fn a_rotation_keeps_old_tokens_and_cursors_valid_and_mints_with_the_new_se
         "a secret that is not configured"
     );
     // New cursors are signed with the new secret: the old instance refuses them.
-    let (_, page) = during.get_json("/api/v2/accounts?limit=2", &new_token).await;
+    let (_, page) = during
+        .get_json("/api/v2/accounts?limit=2", &new_token)
+        .await;
     let new_cursor = page["next_cursor"].as_str().expect("a second page");
     let (code, _) = before
-        .get_json(&format!("/api/v2/accounts?limit=2&cursor={new_cursor}"), &old_token)
+        .get_json(
+            &format!("/api/v2/accounts?limit=2&cursor={new_cursor}"),
+            &old_token,
+        )
         .await;
     assert_eq!(code, 400, "the old instance never had the new secret");
 
