@@ -23,6 +23,7 @@ mod outbox;
 mod paging;
 mod plans;
 mod proxy;
+mod redis_acl;
 mod redis_forgets;
 mod redis_server;
 mod relations;
