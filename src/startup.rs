@@ -92,7 +92,6 @@ impl Application {
             App::new()
                 .app_data(state.clone())
                 .app_data(keys.clone())
-                .wrap(from_fn(http::head_as_get))
                 .wrap(from_fn(http::metrics::track_duration))
                 .configure(http::configure)
                 .default_service(web::to(http::not_found))

@@ -121,15 +121,18 @@ fn method_label(method: &Method) -> &'static str {
         .map_or("other", |at| NAMES[at])
 }
 
-/// Observes every request's duration under its route pattern.
+/// Observes every request's duration under its route pattern, and serves `HEAD` through the
+/// `GET` route of its path ([`crate::http::serve_head_as_get`]). One middleware for both: each
+/// layer costs an allocation on every request, cache hits included.
 pub async fn track_duration(
-    req: ServiceRequest,
+    mut req: ServiceRequest,
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, Error> {
     let started = Instant::now();
     let state = req.app_data::<web::Data<AppState>>().cloned();
     let route = route_label(req.path());
     let method = method_label(req.method());
+    super::serve_head_as_get(&mut req);
     let response = next.call(req).await?;
     if let Some(state) = state {
         state.metrics.http_request(

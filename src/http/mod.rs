@@ -9,10 +9,8 @@ pub mod metrics;
 pub mod openapi;
 pub mod opportunities;
 
-use actix_web::body::MessageBody;
-use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::dev::ServiceRequest;
 use actix_web::http::Method;
-use actix_web::middleware::Next;
 use actix_web::web;
 
 use crate::db::accounts::Accounts;
@@ -53,15 +51,11 @@ pub fn only(methods: &'static str) -> actix_web::Route {
 
 /// `HEAD` is served by the `GET` route of the same path (RFC 9110: a resource that supports GET
 /// supports HEAD), cache and all: the answer keeps every header of the GET, `Content-Length`
-/// included, and actix-http sends no body for a HEAD request.
-pub async fn head_as_get(
-    mut req: ServiceRequest,
-    next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+/// included, and actix-http sends no body for a HEAD request (it remembers the method it parsed).
+pub fn serve_head_as_get(req: &mut ServiceRequest) {
     if req.method() == Method::HEAD {
         req.head_mut().method = Method::GET;
     }
-    next.call(req).await
 }
 
 /// The answer for any path the API does not have.
