@@ -16,7 +16,7 @@ use uuid::Uuid;
 use crate::errors::assert_error_body;
 use crate::helpers::{into_json, minimal, spawn_app, TestApp, MODULES};
 
-fn now() -> u64 {
+pub fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .expect("clock after 1970")
@@ -24,7 +24,7 @@ fn now() -> u64 {
 }
 
 /// Valid claims for `tenant`, an admin, valid for an hour.
-fn claims(tenant: Uuid) -> Value {
+pub fn claims(tenant: Uuid) -> Value {
     json!({"sub": "tester", "tenant_id": tenant, "role": "admin", "exp": now() + 3600})
 }
 

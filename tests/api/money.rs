@@ -3,21 +3,13 @@
 
 use std::str::FromStr;
 
+use aishacrm::domain::entities::STAGES;
 use bigdecimal::BigDecimal;
 use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
 use crate::helpers::spawn_app;
-
-const STAGES: [&str; 6] = [
-    "prospecting",
-    "qualification",
-    "proposal",
-    "negotiation",
-    "closed_won",
-    "closed_lost",
-];
 
 fn decimal(value: &Value) -> BigDecimal {
     let number = value

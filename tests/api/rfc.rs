@@ -1,8 +1,6 @@
 //! HTTP and JWT as their RFCs say (RFC 9110, 7235, 7515, 7519), and canonical inputs: the
 //! issue "One tenant cannot hurt another, and HTTP and JWT behave as their RFCs say".
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use aishacrm::auth::Role;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use reqwest::header::AUTHORIZATION;
@@ -10,18 +8,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use uuid::Uuid;
 
+use crate::auth::{claims, now};
 use crate::helpers::{assert_error, header, minimal, spawn_app, spawn_app_with, TestApp};
-
-fn now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("clock after 1970")
-        .as_secs()
-}
-
-fn claims(tenant: Uuid) -> Value {
-    json!({"sub": "tester", "tenant_id": tenant, "role": "admin", "exp": now() + 3600})
-}
 
 fn sign_with(app: &TestApp, header: &Header, claims: &Value) -> String {
     jsonwebtoken::encode(
