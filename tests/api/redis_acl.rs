@@ -13,22 +13,6 @@ use crate::redis_server::RedisServer;
 const COMMANDS: &str = "+get +psetex +evalsha +script|load +info +hmget +hset +hincrby \
                         +hgetall +del +publish +subscribe +ping +scan +unlink";
 
-async fn admin(server: &RedisServer, args: &[&str]) -> redis::Value {
-    let client = redis::Client::open(server.url()).expect("a redis client");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connecting as the default user");
-    let mut command = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        command.arg(*arg);
-    }
-    command
-        .query_async(&mut connection)
-        .await
-        .unwrap_or_else(|error| panic!("{args:?}: {error}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acl_user_with_the_listed_commands_runs_everything() {
     let redis = RedisServer::start().await;
@@ -48,8 +32,8 @@ async fn an_acl_user_with_the_listed_commands_runs_everything() {
     ];
     rule.extend(COMMANDS.split_whitespace().map(str::to_owned));
     let rule: Vec<&str> = rule.iter().map(String::as_str).collect();
-    admin(&redis, &rule).await;
-    admin(&redis, &["ACL", "LOG", "RESET"]).await;
+    redis.command(&rule).await;
+    redis.command(&["ACL", "LOG", "RESET"]).await;
 
     let url = format!("redis://aishacrm:{password}@127.0.0.1:{}/0", redis.port);
     let apps = spawn_replicas_on(2, &url, |config| config.cache_key_prefix = prefix.clone()).await;
@@ -82,7 +66,7 @@ async fn an_acl_user_with_the_listed_commands_runs_everything() {
         let (_, health) = crate::helpers::ready(app).await;
         assert_eq!(health["redis"], "up", "{health}");
     }
-    let denied = admin(&redis, &["ACL", "LOG"]).await;
+    let denied = redis.command(&["ACL", "LOG"]).await;
     assert!(
         matches!(&denied, redis::Value::Array(entries) if entries.is_empty()),
         "Redis denied the service something: {denied:?}"

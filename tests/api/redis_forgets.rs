@@ -6,7 +6,6 @@
 
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::helpers::{
@@ -57,23 +56,6 @@ async fn write_and_cache(writer: &TestApp, all: &[&TestApp], token: &str, n: usi
     }
 }
 
-async fn redis_command(server: &RedisServer, args: &[&str]) -> Value {
-    let client = redis::Client::open(server.url()).expect("a redis client");
-    let mut connection = client
-        .get_multiplexed_async_connection()
-        .await
-        .expect("connecting to the test's redis-server");
-    let mut command = redis::cmd(args[0]);
-    for arg in &args[1..] {
-        command.arg(*arg);
-    }
-    let reply: redis::Value = command
-        .query_async(&mut connection)
-        .await
-        .unwrap_or_else(|error| panic!("{args:?}: {error}"));
-    Value::String(format!("{reply:?}"))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flushdb_or_flushall_while_everyone_stays_connected_never_serves_an_older_answer() {
     for flush in ["FLUSHDB", "FLUSHALL"] {
@@ -83,7 +65,7 @@ async fn flushdb_or_flushall_while_everyone_stays_connected_never_serves_an_olde
         let token = a.token(Uuid::new_v4());
         write_and_cache(a, &[a, b], &token, 4, 0).await;
 
-        redis_command(&redis, &[flush]).await;
+        redis.command(&[flush]).await;
         // Every write after the loss shows at once on the writer, and within 100 ms elsewhere.
         for written in 5..=7 {
             let writer = if written % 2 == 0 { b } else { a };
@@ -110,7 +92,7 @@ async fn losing_only_the_generations_never_revives_an_entry_of_an_earlier_state(
 
     // What an allkeys-* eviction may do: the tenant's generation key goes, its entries stay.
     let generations = format!("{}:{{{tenant}}}:g", a.config.cache_key_prefix);
-    redis_command(&redis, &["DEL", &generations]).await;
+    redis.command(&["DEL", &generations]).await;
     let late = a.another_replica().await;
     a.create("leads", &token, minimal("leads")).await;
     everyone_shows(a, &[b, &late], &token, 5).await;
@@ -129,7 +111,7 @@ async fn a_restart_without_persistence_or_from_an_older_snapshot_never_serves_wh
     a.leads_count(&token).await;
     write_and_cache(a, &[a, b], &token, 2, 0).await;
     // The snapshot holds the generations and entries of the state with 2 leads.
-    redis_command(&redis, &["SAVE"]).await;
+    redis.command(&["SAVE"]).await;
     write_and_cache(a, &[a, b], &token, 2, 2).await;
 
     // Back to the snapshot, as a restart with RDB persistence or a failover to a replica that

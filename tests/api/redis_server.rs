@@ -117,6 +117,23 @@ impl RedisServer {
         }
     }
 
+    /// Runs one command on this server as its default user; its reply (fails the test on error).
+    pub async fn command(&self, args: &[&str]) -> redis::Value {
+        let client = redis::Client::open(self.url()).expect("a redis client");
+        let mut connection = client
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connecting to the test's redis-server");
+        let mut command = redis::cmd(args[0]);
+        for arg in &args[1..] {
+            command.arg(*arg);
+        }
+        command
+            .query_async(&mut connection)
+            .await
+            .unwrap_or_else(|error| panic!("{args:?}: {error}"))
+    }
+
     /// Kills the child by its PID (SIGKILL) and reaps it.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
