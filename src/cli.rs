@@ -91,13 +91,22 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
             let runtime = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;
-            runtime.block_on(db::seed::run(&config, &args))
+            let plan = db::seed::Plan {
+                tenants: args.tenants,
+                per_tenant: args.per_tenant,
+                tenant: args.tenant,
+            };
+            runtime.block_on(db::seed::run(&config, &plan))
         }
         Command::Cache(CacheCommand::Flush) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()?;
-            let removed = runtime.block_on(crate::cache::flush::flush(&config))?;
+            let settings = crate::startup::cache_settings(&config);
+            if settings.redis.is_none() {
+                return Err("REDIS_URL is none: there is no shared cache to flush".into());
+            }
+            let removed = runtime.block_on(crate::cache::flush(&settings))?;
             println!("removed {removed} cache entries");
             Ok(())
         }

@@ -202,22 +202,21 @@ impl Config {
         }
     }
 
-    /// The shared Redis: a cluster when `REDIS_CLUSTER_NODES` is set, else `REDIS_URL`.
-    pub fn redis_target(&self) -> Option<crate::cache::l2::Target> {
-        use crate::cache::l2::Target;
-        let nodes: Vec<String> = self
-            .redis_cluster_nodes
+    /// The seed nodes of `REDIS_CLUSTER_NODES` (empty items skipped); none = no cluster.
+    pub fn redis_cluster_nodes(&self) -> Vec<String> {
+        self.redis_cluster_nodes
             .as_deref()
             .unwrap_or("")
             .split(',')
             .map(str::trim)
             .filter(|node| !node.is_empty())
             .map(str::to_owned)
-            .collect();
-        if !nodes.is_empty() {
-            return Some(Target::Cluster(nodes));
-        }
-        self.redis_url().map(|url| Target::Single(url.to_owned()))
+            .collect()
+    }
+
+    /// Whether a shared Redis is configured (a cluster, or `REDIS_URL` other than `none`).
+    pub fn uses_redis(&self) -> bool {
+        self.redis_url().is_some() || !self.redis_cluster_nodes().is_empty()
     }
 
     /// The secrets of `JWT_SECRET_PREVIOUS`, each as bytes (empty items skipped).

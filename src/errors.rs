@@ -63,6 +63,17 @@ impl ApiError {
     }
 }
 
+/// The database cannot answer (503), or not for this tenant now (429, its share in use): an
+/// answer fail-safe kept beats an error.
+impl crate::cache::LoadError for ApiError {
+    fn unavailable(&self) -> bool {
+        matches!(
+            self,
+            ApiError::DatabaseUnavailable(_) | ApiError::TooManyRequests(_)
+        )
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {

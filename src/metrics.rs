@@ -12,7 +12,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 
-use crate::cache::key::MODULES;
+use crate::domain::{Module, Operation};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
@@ -96,28 +96,19 @@ impl Tier {
     }
 }
 
-/// The cached operations, for [`cache_slot`] (the modules are the cache's [`MODULES`]).
-const CACHE_OPERATIONS: [&str; 4] = ["list", "count", "stats", "bundle"];
-const CACHE_SLOTS: usize = MODULES.len() * CACHE_OPERATIONS.len() * 4 * 3;
+const OUTCOMES: usize = 4;
+const TIERS: usize = 3;
+const OPERATION_SLOTS: usize = Module::COUNT * Operation::COUNT;
+const CACHE_SLOTS: usize = OPERATION_SLOTS * OUTCOMES * TIERS;
 
 /// The position of a module and operation among the hit-age histograms.
-fn operation_slot(module: &str, operation: &str) -> Option<usize> {
-    let module = MODULES.iter().position(|known| *known == module)?;
-    let operation = CACHE_OPERATIONS
-        .iter()
-        .position(|known| *known == operation)?;
-    Some(module * CACHE_OPERATIONS.len() + operation)
+fn operation_slot(module: Module, operation: Operation) -> usize {
+    module.index() * Operation::COUNT + operation.index()
 }
 
-/// The position of a label set among [`CACHE_SLOTS`], if it is one of the known ones.
-fn cache_slot(module: &str, operation: &str, outcome: Outcome, tier: Tier) -> Option<usize> {
-    let module = MODULES.iter().position(|known| *known == module)?;
-    let operation = CACHE_OPERATIONS
-        .iter()
-        .position(|known| *known == operation)?;
-    let outcome = outcome as usize;
-    let tier = tier as usize;
-    Some(((module * CACHE_OPERATIONS.len() + operation) * 4 + outcome) * 3 + tier)
+/// The position of a label set among [`CACHE_SLOTS`].
+fn cache_slot(module: Module, operation: Operation, outcome: Outcome, tier: Tier) -> usize {
+    (operation_slot(module, operation) * OUTCOMES + outcome as usize) * TIERS + tier as usize
 }
 
 /// Every metric of the service, plus plain counters for the admin stats route and the periodic
@@ -217,9 +208,7 @@ impl Metrics {
             bus_connected,
             invalidation_lag,
             hit_age,
-            hit_age_slots: (0..MODULES.len() * CACHE_OPERATIONS.len())
-                .map(|_| OnceLock::new())
-                .collect(),
+            hit_age_slots: (0..OPERATION_SLOTS).map(|_| OnceLock::new()).collect(),
             http_duration,
             hits_l1: AtomicU64::new(0),
             hits_l2: AtomicU64::new(0),
@@ -233,25 +222,22 @@ impl Metrics {
 
     pub fn cache_request(
         &self,
-        module: &'static str,
-        operation: &'static str,
+        module: Module,
+        operation: Operation,
         outcome: Outcome,
         tier: Tier,
     ) {
         let labels = || CacheLabels {
-            module,
-            operation,
+            module: module.name(),
+            operation: operation.name(),
             result: outcome.label(),
             tier: tier.label(),
         };
         // Every cached request counts here: the family's (hashed, locked) lookup happens once per
         // label set, after which the counter is reached by index.
-        match cache_slot(module, operation, outcome, tier) {
-            Some(slot) => self.cache_slots[slot]
-                .get_or_init(|| self.cache_requests.get_or_create(&labels()).clone())
-                .inc(),
-            None => self.cache_requests.get_or_create(&labels()).inc(),
-        };
+        self.cache_slots[cache_slot(module, operation, outcome, tier)]
+            .get_or_init(|| self.cache_requests.get_or_create(&labels()).clone())
+            .inc();
         let counter = match (outcome, tier) {
             (Outcome::Hit, Tier::L2) => &self.hits_l2,
             (Outcome::Hit, _) => &self.hits_l1,
@@ -263,15 +249,14 @@ impl Metrics {
     }
 
     /// A hit served an entry stored `age` ago.
-    pub fn hit_age(&self, module: &'static str, operation: &'static str, age: Duration) {
-        let labels = || OperationLabels { module, operation };
-        let seconds = age.as_secs_f64();
-        match operation_slot(module, operation) {
-            Some(slot) => self.hit_age_slots[slot]
-                .get_or_init(|| self.hit_age.get_or_create(&labels()).clone())
-                .observe(seconds),
-            None => self.hit_age.get_or_create(&labels()).observe(seconds),
-        }
+    pub fn hit_age(&self, module: Module, operation: Operation, age: Duration) {
+        let labels = || OperationLabels {
+            module: module.name(),
+            operation: operation.name(),
+        };
+        self.hit_age_slots[operation_slot(module, operation)]
+            .get_or_init(|| self.hit_age.get_or_create(&labels()).clone())
+            .observe(age.as_secs_f64());
     }
 
     /// This instance applied an invalidation of a write another instance committed `lag` ago.
@@ -279,10 +264,13 @@ impl Metrics {
         self.invalidation_lag.observe(lag.as_secs_f64());
     }
 
-    pub fn invalidation(&self, module: &'static str, remote: bool) {
+    pub fn invalidation(&self, module: Module, remote: bool) {
         let source = if remote { "remote" } else { "local" };
         self.invalidations
-            .get_or_create(&InvalidationLabels { module, source })
+            .get_or_create(&InvalidationLabels {
+                module: module.name(),
+                source,
+            })
             .inc();
         let counter = if remote {
             &self.invalidations_remote
@@ -399,27 +387,26 @@ mod tests {
     #[test]
     fn every_known_label_set_has_its_own_slot() {
         let mut seen = std::collections::HashSet::new();
-        for module in MODULES {
-            for operation in CACHE_OPERATIONS {
+        for module in Module::ALL {
+            for operation in Operation::ALL {
                 for outcome in [Outcome::Hit, Outcome::Miss, Outcome::Bypass, Outcome::Stale] {
                     for tier in [Tier::L1, Tier::L2, Tier::None] {
-                        let slot = cache_slot(module, operation, outcome, tier).unwrap();
+                        let slot = cache_slot(module, operation, outcome, tier);
                         assert!(slot < CACHE_SLOTS);
                         assert!(seen.insert(slot));
                     }
                 }
             }
         }
-        assert_eq!(cache_slot("widgets", "list", Outcome::Hit, Tier::L1), None);
     }
 
     #[test]
     fn counts_by_slot_and_by_family_land_in_the_same_series() {
         let metrics = Metrics::new();
         for _ in 0..3 {
-            metrics.cache_request("leads", "count", Outcome::Hit, Tier::L2);
+            metrics.cache_request(Module::Leads, Operation::Count, Outcome::Hit, Tier::L2);
         }
-        metrics.cache_request("leads", "other", Outcome::Hit, Tier::L2);
+        metrics.cache_request(Module::Leads, Operation::Stats, Outcome::Hit, Tier::L2);
         let text = metrics.render(Exposition::OpenMetrics);
         assert!(
             text.contains(
@@ -429,7 +416,7 @@ mod tests {
         );
         assert!(
             text.contains(
-                r#"aishacrm_cache_requests_total{module="leads",operation="other",result="hit",tier="l2"} 1"#
+                r#"aishacrm_cache_requests_total{module="leads",operation="stats",result="hit",tier="l2"} 1"#
             ),
             "{text}"
         );
@@ -438,7 +425,7 @@ mod tests {
     #[test]
     fn the_prometheus_text_names_counter_families_by_their_samples() {
         let metrics = Metrics::new();
-        metrics.cache_request("leads", "count", Outcome::Hit, Tier::L1);
+        metrics.cache_request(Module::Leads, Operation::Count, Outcome::Hit, Tier::L1);
         let text = metrics.render(Exposition::Prometheus);
         assert!(
             text.contains("# TYPE aishacrm_cache_requests_total counter\n"),

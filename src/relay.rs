@@ -13,9 +13,9 @@ use chrono::Utc;
 use diesel_async::{AnsiTransactionManager, TransactionManager};
 use tokio::sync::mpsc;
 
-use crate::auth::TenantId;
 use crate::cache::Cache;
 use crate::db::{outbox, BoxError, Pool};
+use crate::domain::TenantId;
 
 /// A writer has this long to tell Redis itself before the relays of every instance do.
 const WRITER_GRACE: Duration = Duration::from_millis(300);
@@ -145,7 +145,7 @@ async fn relay_pass(
             for row in &rows {
                 let committed_at = SystemTime::from(row.committed_at);
                 match cache
-                    .relay(TenantId(row.tenant_id), &row.modules, committed_at)
+                    .relay(TenantId(row.tenant_id), &row.modules(), committed_at)
                     .await
                 {
                     Ok(()) => done.push(row.id),

@@ -11,7 +11,7 @@ use rand::RngCore;
 use uuid::Uuid;
 
 use crate::auth::{JwtKeys, Role};
-use crate::cache::{bus, log_stats_every, Cache};
+use crate::cache::{self, Cache};
 use crate::config::Config;
 use crate::db::share::TenantShares;
 use crate::db::{self, BoxError};
@@ -27,6 +27,28 @@ pub const DEMO_TENANT: Uuid = Uuid::from_u128(0x0000_0000_0000_4000_8000_0000_00
 
 /// How long the logged dev token is valid.
 const DEV_TOKEN_TTL_SECS: u64 = 24 * 3600;
+
+/// The cache's settings out of the application's configuration.
+pub fn cache_settings(config: &Config) -> cache::Settings {
+    let nodes = config.redis_cluster_nodes();
+    let redis = if !nodes.is_empty() {
+        Some(cache::Target::Cluster(nodes))
+    } else {
+        config
+            .redis_url()
+            .map(|url| cache::Target::Single(url.to_owned()))
+    };
+    cache::Settings {
+        enabled: config.cache_enabled,
+        redis,
+        key_prefix: config.cache_key_prefix.clone(),
+        redis_timeout: Duration::from_millis(config.redis_timeout_ms),
+        l1_max_bytes: config.cache_l1_max_mb.saturating_mul(1024 * 1024),
+        ttl_overrides: config.cache_ttl_overrides.clone(),
+        fail_safe: Duration::from_secs(config.cache_fail_safe_secs),
+        degraded_l1_ttl: Duration::from_secs(config.cache_degraded_l1_ttl_secs),
+    }
+}
 
 /// A server bound to its port, ready to run.
 pub struct Application {
@@ -58,21 +80,26 @@ impl Application {
             );
         }
         let metrics = Arc::new(Metrics::new());
-        let cache = Arc::new(Cache::new(&config, metrics.clone())?);
+        let cache = Arc::new(
+            Cache::builder(cache_settings(&config))
+                .metrics(metrics.clone())
+                .build()?,
+        );
         let pool = db::build_pool(&config)?;
         // Background tasks live as long as the runtime that runs the server.
         let outbox = Outbox::start(pool.clone(), cache.clone());
-        tokio::spawn(bus::run(cache.clone(), {
+        tokio::spawn(cache.clone().run_bus({
             let (pool, cache) = (pool.clone(), cache.clone());
             move || {
                 let (pool, cache) = (pool.clone(), cache.clone());
                 async move { relay::relay_all(&pool, &cache).await }
             }
         }));
-        tokio::spawn(log_stats_every(
-            cache.clone(),
-            Duration::from_secs(config.cache_stats_log_secs.max(1)),
-        ));
+        let stats_period = Duration::from_secs(config.cache_stats_log_secs.max(1));
+        tokio::spawn({
+            let cache = cache.clone();
+            async move { cache.log_stats_every(stats_period).await }
+        });
         let state = web::Data::new(AppState {
             shares: TenantShares::new(config.db_pool_size.max(1), config.tenant_max_db_share),
             pool,

@@ -1,5 +1,5 @@
 //! The invalidation bus: Redis pub/sub on one versioned channel. Publishing happens in
-//! `Cache::invalidate`; this task subscribes, applies other instances' messages, and owns the
+//! [`Cache::invalidate`]; this task subscribes, applies other instances' messages, and owns the
 //! up/down state of Redis: while it cannot subscribe, the cache runs degraded (L1 only, short
 //! lifetimes), and each reconnect drops L1 once, since messages may have been missed.
 
@@ -11,7 +11,9 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::generations::TenantGenerations;
 use super::Cache;
+use crate::domain::{Module, TenantId};
 
 /// One bus message. `gens` carries the new generation of every module the write bumped, so a
 /// receiver evicts without reading Redis.
@@ -38,6 +40,52 @@ pub struct Message {
 /// The wire format's version, also in the channel's name (v2 added `epoch`).
 pub const VERSION: u8 = 2;
 
+impl Message {
+    /// The new generations of `modules` after a write of `tenant` committed at `at_us`.
+    pub fn invalidation(
+        from: Uuid,
+        tenant: TenantId,
+        after: &TenantGenerations,
+        modules: &[Module],
+        at_us: u64,
+    ) -> Self {
+        Message {
+            v: VERSION,
+            from,
+            tenant: Some(tenant.0),
+            epoch: after.epoch,
+            gens: modules
+                .iter()
+                .map(|module| (module.name().to_owned(), after.modules[module.index()]))
+                .collect(),
+            flush: false,
+            at_us,
+        }
+    }
+
+    /// Every instance forgets all it cached (`aishacrm cache flush`).
+    pub fn flush() -> Self {
+        Message {
+            v: VERSION,
+            from: Uuid::nil(),
+            tenant: None,
+            epoch: 0,
+            gens: Vec::new(),
+            flush: true,
+            at_us: 0,
+        }
+    }
+
+    pub fn encode(&self) -> serde_json::Result<String> {
+        serde_json::to_string(self)
+    }
+
+    /// `None` for anything that is not a message at all.
+    pub fn decode(payload: &[u8]) -> Option<Self> {
+        serde_json::from_slice::<Message>(payload).ok()
+    }
+}
+
 /// How often the subscriber pings Redis on its own connection. An instance that serves only L1
 /// hits sends Redis nothing else, and a flow a balancer forgot drops packets without a reset:
 /// without this, such an instance would never learn that it hears nothing.
@@ -54,10 +102,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// off, so a flapping Redis is not hammered with reconnects.
 const STABLE: Duration = Duration::from_secs(10);
 
-/// Runs until the process ends. On every (re)subscription, `relay_outbox` first delivers every
-/// invalidation still waiting in the outbox (false when it could not); only then does the
-/// instance count Redis as up.
-pub async fn run<Relay, Relayed>(cache: Arc<Cache>, relay_outbox: Relay)
+/// Runs until the process ends; see [`Cache::run_bus`].
+pub(super) async fn run<Relay, Relayed>(cache: Arc<Cache>, relay_outbox: Relay)
 where
     Relay: Fn() -> Relayed,
     Relayed: Future<Output = bool>,

@@ -47,6 +47,18 @@ impl Entry {
         }
     }
 
+    /// An answer served but not kept: no lifetime at all.
+    pub fn uncached(body: Bytes, content_type: HeaderValue) -> Self {
+        Entry {
+            etag: etag_of(&body),
+            body,
+            content_type,
+            stored_ms: 0,
+            fresh_until_ms: 0,
+            stale_until_ms: 0,
+        }
+    }
+
     /// How long ago the entry was stored.
     pub fn age(&self) -> Duration {
         Duration::from_millis(now_ms().saturating_sub(self.stored_ms))

@@ -5,23 +5,23 @@
 //! which no instance asks for again.
 
 use redis::AsyncCommands;
-use uuid::Uuid;
 
-use super::bus;
+use super::builder::Settings;
+use super::bus::Message;
+use super::error::CacheError;
 use super::l2::Redis;
-use crate::config::Config;
-use crate::db::BoxError;
 
 /// How many keys one SCAN step asks for.
 const SCAN_COUNT: usize = 1_000;
 
-pub async fn flush(config: &Config) -> Result<u64, BoxError> {
-    let target = config
-        .redis_target()
-        .ok_or("REDIS_URL is none: there is no shared cache to flush")?;
+/// Flushes the shared cache `settings` name; how many entries it removed.
+pub async fn flush(settings: &Settings) -> Result<u64, CacheError> {
+    let target = settings.redis.clone().ok_or_else(|| {
+        CacheError::Settings("REDIS_URL is none: there is no shared cache to flush".into())
+    })?;
     let redis = Redis::new(
         target,
-        &config.cache_key_prefix,
+        &settings.key_prefix,
         std::time::Duration::from_secs(5),
     )?;
     let mut removed = 0;
@@ -30,25 +30,16 @@ pub async fn flush(config: &Config) -> Result<u64, BoxError> {
         delete_matching(&node, &redis.generations_pattern()).await?;
         removed += delete_matching(&node, &redis.entries_pattern()).await?;
     }
-    let message = bus::Message {
-        v: bus::VERSION,
-        from: Uuid::nil(),
-        tenant: None,
-        epoch: 0,
-        gens: Vec::new(),
-        flush: true,
-        at_us: 0,
-    };
     // Classic pub/sub reaches every subscriber through any node of a cluster.
     let mut connection = redis.nodes()[0].get_multiplexed_async_connection().await?;
     connection
-        .publish::<_, _, ()>(redis.channel(), serde_json::to_string(&message)?)
+        .publish::<_, _, ()>(redis.channel(), Message::flush().encode()?)
         .await?;
     Ok(removed)
 }
 
 /// The nodes holding data: the one server, or every master of the cluster.
-async fn data_nodes(redis: &Redis) -> Result<Vec<redis::Client>, BoxError> {
+async fn data_nodes(redis: &Redis) -> Result<Vec<redis::Client>, CacheError> {
     if !redis.is_cluster() {
         return Ok(vec![redis.nodes()[0].clone()]);
     }
@@ -73,7 +64,7 @@ async fn data_nodes(redis: &Redis) -> Result<Vec<redis::Client>, BoxError> {
 }
 
 /// Unlinks every key of `node` matching `pattern`; how many it removed.
-async fn delete_matching(node: &redis::Client, pattern: &str) -> Result<u64, BoxError> {
+async fn delete_matching(node: &redis::Client, pattern: &str) -> Result<u64, CacheError> {
     let mut connection = node.get_multiplexed_async_connection().await?;
     let mut cursor: u64 = 0;
     let mut removed = 0u64;

@@ -23,17 +23,11 @@ use redis::{
 };
 use uuid::Uuid;
 
+use super::builder::Target;
 use super::entry::Entry;
-use super::key::{push_hex, Key, TenantGenerations, MODULES};
-use crate::auth::TenantId;
-
-/// Where the shared Redis is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Target {
-    Single(String),
-    /// Seed nodes of a cluster (`REDIS_CLUSTER_NODES`).
-    Cluster(Vec<String>),
-}
+use super::generations::TenantGenerations;
+use super::key::{push_hex, Key};
+use crate::domain::{Module, TenantId};
 
 /// Which connection a command goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,9 +105,9 @@ fn parse_generations(fields: &HashMap<String, String>) -> RedisResult<TenantGene
         .get("epoch")
         .and_then(|epoch| epoch.parse().ok())
         .ok_or_else(malformed)?;
-    let mut modules = [0; MODULES.len()];
-    for (slot, module) in modules.iter_mut().zip(MODULES) {
-        if let Some(value) = fields.get(module) {
+    let mut modules = [0; Module::COUNT];
+    for (slot, module) in modules.iter_mut().zip(Module::ALL) {
+        if let Some(value) = fields.get(module.name()) {
             *slot = value.parse().map_err(|_| malformed())?;
         }
     }
@@ -378,16 +372,16 @@ impl Redis {
             .await
     }
 
-    /// Increments the generations of `indexes` in one round trip; returns the tenant's
+    /// Increments the generations of `modules` in one round trip; returns the tenant's
     /// generations after it (in a new epoch when Redis had lost them). `via` says which
     /// connection carries it.
     pub async fn increment(
         &self,
         via: Via,
         tenant: TenantId,
-        indexes: &[usize],
+        modules: &[Module],
     ) -> RedisResult<TenantGenerations> {
-        self.namespace_on(self.connection_for(via).await?, tenant, None, indexes)
+        self.namespace_on(self.connection_for(via).await?, tenant, None, modules)
             .await
     }
 
@@ -398,13 +392,13 @@ impl Redis {
         via: Via,
         tenant: TenantId,
         epoch: u64,
-        indexes: &[usize],
+        modules: &[Module],
     ) -> RedisResult<TenantGenerations> {
         self.namespace_on(
             self.connection_for(via).await?,
             tenant,
             Some(epoch),
-            indexes,
+            modules,
         )
         .await
     }
@@ -427,14 +421,14 @@ impl Redis {
         mut connection: Shared,
         tenant: TenantId,
         leave: Option<u64>,
-        indexes: &[usize],
+        modules: &[Module],
     ) -> RedisResult<TenantGenerations> {
         let mut invocation = NAMESPACE.key(self.generations_key(tenant));
         invocation
             .arg(rand::random::<u64>())
             .arg(leave.map(|epoch| epoch.to_string()).unwrap_or_default());
-        for &index in indexes {
-            invocation.arg(MODULES[index]);
+        for module in modules {
+            invocation.arg(module.name());
         }
         let fields: HashMap<String, String> = self
             .bounded(invocation.invoke_async(&mut connection))

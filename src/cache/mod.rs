@@ -1,140 +1,296 @@
 //! The two-tier response cache: L1 (moka, in process) in front of L2 (Redis, shared), keyed by
 //! MD5 over tenant, module, operation, canonical parameters and the generations of every module
-//! the answer depends on. A write bumps generations (one `HINCRBY` per module, one `PUBLISH`),
-//! so invalidation is O(1) whatever the number of cached keys, and an answer computed before a
+//! the answer depends on. A write bumps generations (one script call, one `PUBLISH`), so
+//! invalidation is O(1) whatever the number of cached keys, and an answer computed before a
 //! write can only ever be stored under a key no later reader asks for (no stale-set race).
+//!
+//! The front is small: build a [`Cache`] from its [`Settings`] with [`Cache::builder`], read
+//! through [`Cache::get_or_load`], tell it about writes with [`Cache::invalidate`], and run its
+//! bus with [`Cache::run_bus`]. Everything else is private to this module.
 
-pub mod bus;
-pub mod entry;
-pub mod flight;
-pub mod flush;
-pub mod key;
-pub mod l1;
-pub mod l2;
-pub mod middleware;
+mod builder;
+mod bus;
+mod entry;
+mod error;
+mod flight;
+mod flush;
+mod generations;
+mod invalidation;
+mod key;
+mod l1;
+mod l2;
+mod ttl;
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 use rand::Rng;
 use uuid::Uuid;
 
-use crate::auth::TenantId;
-use crate::config::Config;
-use crate::metrics::{Metrics, Tier};
-use entry::Entry;
-use flight::Flights;
-use key::{
-    cache_key, dependency_generations, module_index, Generations, Key, TenantGenerations, MODULES,
-};
-use l1::L1;
-use l2::{Redis, Via};
+pub use builder::{CacheBuilder, Settings, Target};
+pub use entry::Entry;
+pub use error::CacheError;
+pub use flush::flush;
+pub use key::{cache_key, Key};
 
-/// A cached answer found for a request.
-pub enum Found {
+use crate::domain::{Module, Operation, TenantId};
+use crate::metrics::{Metrics, Outcome, Tier};
+use flight::{Flights, Role};
+use generations::{dependency_generations, Generations, TenantGenerations};
+use l1::L1;
+use l2::Redis;
+use ttl::Ttls;
+
+/// How a read uses the cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Read {
+    /// L1, then L2, then the loader (a miss).
+    Cached,
+    /// `Cache-Control: no-cache`: past both tiers to the loader, and the answer stored.
+    Fresh,
+    /// A warm: loads and stores what is not cached yet, counted as no request.
+    Warm,
+}
+
+/// Which answer a read wants.
+pub struct Lookup<'a> {
+    pub tenant: TenantId,
+    pub module: Module,
+    pub operation: Operation,
+    /// The query in canonical form ([`crate::domain::query::Params`]).
+    pub params: &'a [(&'static str, Cow<'a, str>)],
+    /// The route's TTL, unless `CACHE_TTL_<MODULE>_<OPERATION>` replaces it.
+    pub ttl: Duration,
+    pub read: Read,
+}
+
+/// Where an answer came from, as `X-Cache` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Hit(Tier),
+    Miss,
+    /// Loaded past the cache: a `no-cache` read, or the cache turned off.
+    Bypass,
+    /// Past its TTL, served because the loader's store was unavailable.
+    Stale,
+}
+
+/// What [`Cache::get_or_load`] answers.
+pub struct Answer {
+    pub entry: Arc<Entry>,
+    pub source: Source,
+    /// Whether this read stored the entry (a warm counts what it filled).
+    pub stored: bool,
+}
+
+/// What a loader's error tells the cache: whether the store behind it is unavailable, so that
+/// an answer kept past its TTL (fail-safe) may stand in for it.
+pub trait LoadError {
+    fn unavailable(&self) -> bool;
+}
+
+/// What a lookup found in the tiers.
+enum Found {
     Fresh(Tier, Arc<Entry>),
-    /// Past its TTL but within fail-safe: served only if the database cannot answer.
+    /// Past its TTL but within fail-safe: served only if the loader cannot answer.
     Stale(Arc<Entry>),
     Absent,
 }
 
-/// Everything needed to find or store one answer.
-pub struct Lookup {
-    pub tenant: TenantId,
-    pub module: &'static str,
-    pub operation: &'static str,
-    pub key: Key,
-    pub ttl: Duration,
-}
+static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
-/// Answers larger than this are served but not cached.
-const MAX_ENTRY_BYTES: usize = 1024 * 1024;
-
+/// The cache of one instance. Cheap to share (`Arc`); every method takes `&self`.
 pub struct Cache {
-    pub enabled: bool,
-    pub l1: L1,
+    enabled: bool,
+    l1: L1,
     /// `None` in single-instance mode.
-    pub redis: Option<Redis>,
+    redis: Option<Redis>,
     generations: Generations,
-    pub flights: Flights,
+    flights: Flights,
     /// Counts writes invalidated only here while Redis counted as down. Held while Redis comes
     /// back up, so that no such write slips between the relay of the outbox and going up.
     degraded_writes: Mutex<u64>,
-    pub metrics: Arc<Metrics>,
+    metrics: Arc<Metrics>,
     /// Skips our own bus messages.
-    pub instance: Uuid,
-    ttl_overrides: HashMap<String, u64>,
+    instance: Uuid,
+    ttls: Ttls,
     fail_safe: Duration,
     degraded_ttl: Duration,
     max_entry_bytes: usize,
 }
 
-impl Cache {
-    pub fn new(config: &Config, metrics: Arc<Metrics>) -> Result<Self, redis::RedisError> {
-        let redis = match config.redis_target() {
-            Some(target) => Some(Redis::new(
-                target,
-                &config.cache_key_prefix,
-                Duration::from_millis(config.redis_timeout_ms),
-            )?),
-            None => None,
-        };
-        let max_bytes = config.cache_l1_max_mb.saturating_mul(1024 * 1024);
-        Ok(Cache {
-            enabled: config.cache_enabled,
-            l1: L1::new(max_bytes),
-            redis,
-            generations: Generations::default(),
-            flights: Flights::default(),
-            degraded_writes: Mutex::new(0),
-            metrics,
-            instance: Uuid::new_v4(),
-            ttl_overrides: config.cache_ttl_overrides.clone(),
-            fail_safe: Duration::from_secs(config.cache_fail_safe_secs),
-            degraded_ttl: Duration::from_secs(config.cache_degraded_l1_ttl_secs),
-            // One answer may take at most an eighth of L1; with L1 off (0 MB) only L2 bounds it.
-            max_entry_bytes: if max_bytes == 0 {
-                MAX_ENTRY_BYTES
-            } else {
-                MAX_ENTRY_BYTES.min((max_bytes / 8) as usize)
-            },
-        })
-    }
-
-    /// The TTL of `module`/`operation`: `CACHE_TTL_<MODULE>_<OPERATION>` or the route's default.
-    pub fn ttl(&self, module: &str, operation: &str, default_secs: u64) -> Duration {
-        // Asked on every cached request: compared in place rather than formatting a name.
-        let upper = |name: &[u8], lower: &str| {
-            name.len() == lower.len()
-                && name
-                    .iter()
-                    .zip(lower.bytes())
-                    .all(|(&a, b)| a == b.to_ascii_uppercase())
-        };
-        let named = |name: &str| {
-            let name = name.as_bytes();
-            name.len() == module.len() + 1 + operation.len()
-                && name[module.len()] == b'_'
-                && upper(&name[..module.len()], module)
-                && upper(&name[module.len() + 1..], operation)
-        };
-        let secs = self
-            .ttl_overrides
-            .iter()
-            .find(|(name, _)| named(name))
-            .map_or(default_secs, |(_, secs)| *secs);
-        Duration::from_secs(secs)
-    }
-
-    pub fn fail_safe_enabled(&self) -> bool {
-        !self.fail_safe.is_zero()
-    }
-
+/// What the admin stats route and the stats log line show of the cache itself.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    pub enabled: bool,
+    pub l1_entries: u64,
+    pub l1_bytes: u64,
+    pub l1_max_bytes: u64,
     /// `up`, `down` or `disabled`.
+    pub redis: &'static str,
+}
+
+impl Cache {
+    pub fn builder(settings: Settings) -> CacheBuilder {
+        CacheBuilder::new(settings)
+    }
+
+    /// The answer `lookup` names: from L1, from L2, from a load of the same key already under
+    /// way, or from `loader`, whose answer is then stored in both tiers. When the loader fails
+    /// because its store is unavailable, an entry past its TTL but within fail-safe answers
+    /// instead; any other failure is the caller's to answer.
+    pub async fn get_or_load<E: LoadError>(
+        &self,
+        lookup: &Lookup<'_>,
+        loader: impl Future<Output = Result<Bytes, E>>,
+    ) -> Result<Answer, E> {
+        if !self.enabled {
+            let body = loader.await?;
+            self.count(lookup, Outcome::Bypass, Tier::None);
+            return Ok(Answer::uncached(body, Source::Bypass));
+        }
+        let key = self.key_of(lookup).await;
+        let stale = match lookup.read {
+            Read::Fresh => None,
+            Read::Cached | Read::Warm => match self.find(lookup.tenant, &key).await {
+                Found::Fresh(tier, entry) => {
+                    self.count(lookup, Outcome::Hit, tier);
+                    if lookup.read == Read::Cached {
+                        self.metrics
+                            .hit_age(lookup.module, lookup.operation, entry.age());
+                        log_hit(lookup, tier);
+                    }
+                    return Ok(Answer {
+                        entry,
+                        source: Source::Hit(tier),
+                        stored: false,
+                    });
+                }
+                Found::Stale(entry) => Some(entry),
+                Found::Absent => None,
+            },
+        };
+        let (source, outcome) = match lookup.read {
+            Read::Fresh => (Source::Bypass, Outcome::Bypass),
+            Read::Cached | Read::Warm => (Source::Miss, Outcome::Miss),
+        };
+
+        // Overlapping loads of one key share one, fresh reads included: a client sending
+        // `no-cache` on every request cannot multiply the queries. A load under way began after
+        // every write this read could have seen (its key carries their generations).
+        let leader = match self.flights.join(key) {
+            Role::Leader(leader) => Some(leader),
+            Role::Follower(receiver) => {
+                if let Some(entry) = flight::wait(receiver).await {
+                    self.count(lookup, outcome, Tier::None);
+                    return Ok(Answer {
+                        entry,
+                        source,
+                        stored: false,
+                    });
+                }
+                None
+            }
+        };
+        match loader.await {
+            Ok(body) => {
+                self.count(lookup, outcome, Tier::None);
+                if lookup.read == Read::Cached {
+                    log_miss(lookup);
+                }
+                let stored = self.store(lookup, &key, body.clone()).await;
+                if let Some(leader) = leader {
+                    leader.finish(stored.clone());
+                }
+                Ok(match stored {
+                    Some(entry) => Answer {
+                        entry,
+                        source,
+                        stored: true,
+                    },
+                    None => Answer::uncached(body, source),
+                })
+            }
+            // Dropping the leader releases its followers, which then load for themselves.
+            Err(error) => match stale {
+                Some(entry)
+                    if error.unavailable()
+                        && !self.fail_safe.is_zero()
+                        && lookup.read != Read::Warm =>
+                {
+                    self.count(lookup, Outcome::Stale, Tier::None);
+                    log::warn!(
+                        "[Cache] Stale: {} {} for tenant {} (database unavailable or busy)",
+                        lookup.module,
+                        lookup.operation,
+                        lookup.tenant
+                    );
+                    Ok(Answer {
+                        entry,
+                        source: Source::Stale,
+                        stored: false,
+                    })
+                }
+                _ => Err(error),
+            },
+        }
+    }
+
+    /// Whether reads go through the cache at all (`CACHE_ENABLED`).
+    pub fn is_enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Whether writes record their invalidation in the outbox: whenever there are other
+    /// instances to tell (Redis is configured).
+    pub fn uses_outbox(&self) -> bool {
+        self.redis.is_some()
+    }
+
+    /// The figures of the cache itself, L1's exact (pending evictions applied first).
+    pub async fn stats(&self) -> Stats {
+        self.l1.settle().await;
+        Stats {
+            enabled: self.enabled,
+            l1_entries: self.l1.entries(),
+            l1_bytes: self.l1.bytes(),
+            l1_max_bytes: self.l1.max_bytes(),
+            redis: self.redis_state(),
+        }
+    }
+
+    /// Refreshes the L1 gauges (before `/metrics` renders).
+    pub async fn update_gauges(&self) {
+        let stats = self.stats().await;
+        self.metrics.l1_entries.set(stats.l1_entries as i64);
+        self.metrics.l1_bytes.set(stats.l1_bytes as i64);
+    }
+
+    /// Logs the `[Cache] Stats:` line every `period` until the process ends.
+    pub async fn log_stats_every(&self, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let stats = self.stats().await;
+            self.update_gauges().await;
+            let (l1, l2, misses, rate) = self.metrics.hit_counts();
+            log::info!(
+                "[Cache] Stats: hits={} (l1={l1}, l2={l2}) misses={misses} hit_rate={:.1}% l1_entries={} l1_bytes={} redis={}",
+                l1 + l2,
+                rate * 100.0,
+                stats.l1_entries,
+                stats.l1_bytes,
+                stats.redis
+            );
+        }
+    }
+
+    /// `up`, `down` or `disabled` (single-instance mode).
     pub fn redis_state(&self) -> &'static str {
         match &self.redis {
             None => "disabled",
@@ -143,18 +299,10 @@ impl Cache {
         }
     }
 
-    fn degraded(&self) -> bool {
-        self.redis.as_ref().is_some_and(|redis| !redis.is_up())
-    }
-
-    /// An invalidation did not reach Redis: run degraded until the bus reconnects and replays it.
-    fn redis_failed(&self, error: &redis::RedisError) {
-        if let Some(redis) = &self.redis {
-            if redis.set_up(false) {
-                log::warn!("[Cache] Redis unreachable ({error}); serving from L1 and PostgreSQL");
-                // Invalidations from other instances cannot reach us now: keep L1 short-lived.
-                self.l1.clear();
-            }
+    fn count(&self, lookup: &Lookup<'_>, outcome: Outcome, tier: Tier) {
+        if lookup.read != Read::Warm {
+            self.metrics
+                .cache_request(lookup.module, lookup.operation, outcome, tier);
         }
     }
 
@@ -174,24 +322,21 @@ impl Cache {
         self.generations.store_fetched(tenant, fetched, fence)
     }
 
-    /// The key of an answer as of now: its generations are read before the query runs.
-    pub async fn lookup(
-        &self,
-        tenant: TenantId,
-        module: &'static str,
-        operation: &'static str,
-        params: &[(&str, Cow<'_, str>)],
-        ttl: Duration,
-    ) -> Lookup {
-        let all = self.generations_of(tenant).await;
-        let generations = dependency_generations(module, &all.modules);
-        Lookup {
-            tenant,
-            module,
-            operation,
-            key: cache_key(tenant, module, operation, params, all.epoch, generations),
-            ttl,
-        }
+    /// The key of an answer as of now: its generations are read before the loader runs.
+    async fn key_of(&self, lookup: &Lookup<'_>) -> Key {
+        let all = self.generations_of(lookup.tenant).await;
+        cache_key(
+            lookup.tenant,
+            lookup.module.name(),
+            lookup.operation.name(),
+            lookup.params,
+            all.epoch,
+            dependency_generations(lookup.module, &all.modules),
+        )
+    }
+
+    fn degraded(&self) -> bool {
+        self.redis.as_ref().is_some_and(|redis| !redis.is_up())
     }
 
     /// How long L1 may keep an entry: its whole life, or the degraded bound while Redis is down.
@@ -205,9 +350,9 @@ impl Cache {
     }
 
     /// Looks in L1, then L2 (promoting an L2 hit into L1).
-    pub async fn find(&self, lookup: &Lookup) -> Found {
+    async fn find(&self, tenant: TenantId, key: &Key) -> Found {
         let mut stale = None;
-        if let Some(entry) = self.l1.get(&lookup.key).await {
+        if let Some(entry) = self.l1.get(key).await {
             if entry.is_fresh() {
                 return Found::Fresh(Tier::L1, entry);
             }
@@ -216,11 +361,11 @@ impl Cache {
             }
         }
         if let Some(redis) = self.redis.as_ref().filter(|redis| redis.is_up()) {
-            match redis.get(lookup.tenant, &lookup.key).await {
+            match redis.get(tenant, key).await {
                 Ok(Some(entry)) if entry.is_fresh() => {
                     let entry = Arc::new(entry);
                     self.l1
-                        .insert(lookup.key, entry.clone(), self.l1_lifetime(&entry))
+                        .insert(*key, entry.clone(), self.l1_lifetime(&entry))
                         .await;
                     return Found::Fresh(Tier::L2, entry);
                 }
@@ -237,302 +382,57 @@ impl Cache {
         }
     }
 
-    /// Stores a fresh 200 body in both tiers; `None` when it is too large to cache.
-    pub async fn store(
-        &self,
-        lookup: &Lookup,
-        body: Bytes,
-        content_type: HeaderValue,
-    ) -> Option<Arc<Entry>> {
+    /// Stores a fresh body in both tiers; `None` when it is too large to cache.
+    async fn store(&self, lookup: &Lookup<'_>, key: &Key, body: Bytes) -> Option<Arc<Entry>> {
         if body.len() > self.max_entry_bytes {
             return None;
         }
+        let ttl = self.ttls.of(lookup.module, lookup.operation, lookup.ttl);
         // Up to 10 % less, so that entries filled together do not all expire together.
         let jitter = rand::thread_rng().gen_range(0.9..=1.0);
         let entry = Arc::new(Entry::new(
             body,
-            content_type,
-            lookup.ttl.mul_f64(jitter),
+            JSON.clone(),
+            ttl.mul_f64(jitter),
             self.fail_safe,
         ));
         self.l1
-            .insert(lookup.key, entry.clone(), self.l1_lifetime(&entry))
+            .insert(*key, entry.clone(), self.l1_lifetime(&entry))
             .await;
         if let Some(redis) = self.redis.as_ref().filter(|redis| redis.is_up()) {
             // A failed write only leaves L2 without the entry.
-            let _ = redis.set(lookup.tenant, &lookup.key, &entry).await;
+            let _ = redis.set(lookup.tenant, key, &entry).await;
         }
         Some(entry)
     }
+}
 
-    /// Whether writes record their invalidation in the outbox: whenever there are other
-    /// instances to tell (Redis is configured).
-    pub fn uses_outbox(&self) -> bool {
-        self.redis.is_some()
-    }
-
-    /// Evicts the tenant's answers of `modules` (and of everything depending on them) on every
-    /// instance: bumps their generations in Redis and tells the other instances. Called after a
-    /// write that may have committed, before its answer is sent. Whether Redis acknowledged both
-    /// (the write's outbox row may then go); if not, this instance still shows the write at
-    /// once, and the outbox relay tells the others.
-    pub async fn invalidate(
-        &self,
-        tenant: TenantId,
-        modules: &[&str],
-        committed_at: SystemTime,
-    ) -> bool {
-        let indexes: Vec<usize> = modules.iter().filter_map(|m| module_index(m)).collect();
-        let acknowledged = match self.redis.as_ref() {
-            Some(redis) if redis.is_up() => {
-                match self
-                    .tell(redis, Via::Worker, tenant, &indexes, committed_at)
-                    .await
-                {
-                    Ok(()) => true,
-                    Err(error) => {
-                        // The others may miss this write until the relay delivers it, and so
-                        // may this instance miss theirs: degraded until the bus reconnects.
-                        self.redis_failed(&error);
-                        self.write_while_degraded(tenant);
-                        false
-                    }
-                }
-            }
-            Some(_) => {
-                self.write_while_degraded(tenant);
-                false
-            }
-            None => {
-                self.generations.bump(tenant, &indexes);
-                false
-            }
-        };
-        for &index in &indexes {
-            self.metrics.invalidation(MODULES[index], false);
-            log::info!(
-                "[Cache] Invalidated: {} for tenant {tenant}",
-                MODULES[index]
-            );
+impl Answer {
+    /// An answer served as loaded, not kept (the cache off, or too large to store).
+    fn uncached(body: Bytes, source: Source) -> Answer {
+        Answer {
+            entry: Arc::new(Entry::uncached(body, JSON.clone())),
+            source,
+            stored: false,
         }
-        acknowledged
-    }
-
-    /// Relays one outbox row: what a write (perhaps of another instance, perhaps dead) must
-    /// invalidate. Applied here too, since an instance skips its own bus messages.
-    pub async fn relay(
-        &self,
-        tenant: TenantId,
-        modules: &[String],
-        committed_at: SystemTime,
-    ) -> redis::RedisResult<()> {
-        let Some(redis) = &self.redis else {
-            return Ok(());
-        };
-        let indexes: Vec<usize> = modules.iter().filter_map(|m| module_index(m)).collect();
-        self.tell(redis, Via::Shared, tenant, &indexes, committed_at)
-            .await?;
-        self.observe_lag(micros_since_epoch(committed_at));
-        for &index in &indexes {
-            self.metrics.invalidation(MODULES[index], true);
-            log::info!(
-                "[Cache] Invalidated: {} for tenant {tenant} (relayed)",
-                MODULES[index]
-            );
-        }
-        Ok(())
-    }
-
-    /// Increments in Redis, applies the result here and publishes it.
-    async fn tell(
-        &self,
-        redis: &Redis,
-        via: Via,
-        tenant: TenantId,
-        indexes: &[usize],
-        committed_at: SystemTime,
-    ) -> redis::RedisResult<()> {
-        let after = self.increment(redis, via, tenant, indexes).await?;
-        let message = bus::Message {
-            v: bus::VERSION,
-            from: self.instance,
-            tenant: Some(tenant.0),
-            epoch: after.epoch,
-            gens: indexes
-                .iter()
-                .map(|&index| (MODULES[index].to_owned(), after.modules[index]))
-                .collect(),
-            flush: false,
-            at_us: micros_since_epoch(committed_at),
-        };
-        let text = serde_json::to_string(&message)
-            .map_err(|error| redis::RedisError::from(std::io::Error::other(error)))?;
-        redis.publish(via, &text).await
-    }
-
-    /// From a write's commit (`at_us`, 0 when unknown) until now, as the invalidation lag.
-    fn observe_lag(&self, at_us: u64) {
-        if at_us > 0 {
-            let lag = micros_since_epoch(SystemTime::now()).saturating_sub(at_us);
-            self.metrics.invalidation_lag(Duration::from_micros(lag));
-        }
-    }
-
-    /// Increments in Redis and applies the result here. Within one epoch an increment answers
-    /// more than any value read before it was sent; an answer that is not means the server went
-    /// back (it lost writes), so the tenant's namespace is started over.
-    async fn increment(
-        &self,
-        redis: &Redis,
-        via: Via,
-        tenant: TenantId,
-        indexes: &[usize],
-    ) -> redis::RedisResult<TenantGenerations> {
-        let before = self.generations.get(tenant).0;
-        let mut after = redis.increment(via, tenant, indexes).await?;
-        let went_back = before.is_some_and(|before| {
-            before.epoch == after.epoch
-                && indexes
-                    .iter()
-                    .any(|&index| after.modules[index] <= before.modules[index])
-        });
-        if went_back {
-            log::warn!(
-                "[Cache] Redis lost generations of tenant {tenant}; starting its namespace over"
-            );
-            after = redis.leave_epoch(via, tenant, after.epoch, indexes).await?;
-        }
-        let updates: Vec<(usize, u64)> = indexes
-            .iter()
-            .map(|&index| (index, after.modules[index]))
-            .collect();
-        self.generations.apply(tenant, after.epoch, &updates);
-        Ok(after)
-    }
-
-    /// A write this instance could not tell Redis about: its later reads use a namespace of
-    /// their own (a new random epoch no other instance or L2 entry has), so they show the write
-    /// at once; the outbox relay tells the others.
-    fn write_while_degraded(&self, tenant: TenantId) {
-        let mut count = self
-            .degraded_writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.generations.detach(tenant);
-        *count += 1;
-    }
-
-    /// Applies a bus message from another instance.
-    pub fn apply_message(&self, payload: &[u8]) {
-        let Ok(message) = serde_json::from_slice::<bus::Message>(payload) else {
-            log::warn!("[Cache] ignoring a malformed bus message");
-            return;
-        };
-        if message.v != bus::VERSION || message.from == self.instance {
-            return;
-        }
-        if message.flush {
-            // `cache flush` removed the generations too: every namespace starts over, and
-            // loads already under way store under keys of the old ones.
-            self.generations.clear();
-            self.l1.clear();
-            log::info!("[Cache] Flushed L1 (remote)");
-            return;
-        }
-        let Some(tenant) = message.tenant.map(TenantId) else {
-            return;
-        };
-        let updates: Vec<(usize, u64)> = message
-            .gens
-            .iter()
-            .filter_map(|(module, value)| module_index(module).map(|index| (index, *value)))
-            .collect();
-        self.generations.apply(tenant, message.epoch, &updates);
-        self.observe_lag(message.at_us);
-        for &(index, _) in &updates {
-            self.metrics.invalidation(MODULES[index], true);
-            log::info!(
-                "[Cache] Invalidated: {} for tenant {tenant} (remote)",
-                MODULES[index]
-            );
-        }
-    }
-
-    /// How many writes were invalidated only here so far (see [`Self::come_up`]).
-    pub fn degraded_writes(&self) -> u64 {
-        *self
-            .degraded_writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// The bus (re)subscribed and the outbox was relayed: forget what may have been missed
-    /// (generations, all of L1) and only then count Redis as up, so that no answer from before
-    /// the reconnect is served as current. Refused (false) when a write was invalidated only
-    /// here since `degraded_writes` was read: the relay may not have seen its row, so the
-    /// caller relays again first.
-    pub fn come_up(&self, degraded_writes: u64) -> bool {
-        let Some(redis) = &self.redis else {
-            return true;
-        };
-        let count = self
-            .degraded_writes
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        if *count != degraded_writes {
-            return false;
-        }
-        self.generations.clear();
-        self.l1.clear();
-        redis.set_up(true);
-        self.metrics.bus_connected.set(1);
-        log::info!("[Cache] Redis connected: L2 and bus active, L1 dropped once");
-        true
-    }
-
-    pub fn bus_lost(&self) {
-        self.metrics.bus_connected.set(0);
-        if let Some(redis) = &self.redis {
-            if redis.set_up(false) {
-                log::warn!("[Cache] Redis bus lost; serving from L1 and PostgreSQL");
-                self.l1.clear();
-            }
-        }
-    }
-
-    /// Refreshes the L1 gauges (before /metrics renders).
-    pub async fn update_gauges(&self) {
-        self.l1.settle().await;
-        self.metrics.l1_entries.set(self.l1.entries() as i64);
-        self.metrics.l1_bytes.set(self.l1.bytes() as i64);
-    }
-
-    /// The `[Cache] Stats:` line.
-    pub fn log_stats(&self) {
-        let (l1, l2, misses, rate) = self.metrics.hit_counts();
-        log::info!(
-            "[Cache] Stats: hits={} (l1={l1}, l2={l2}) misses={misses} hit_rate={:.1}% l1_entries={} l1_bytes={} redis={}",
-            l1 + l2,
-            rate * 100.0,
-            self.l1.entries(),
-            self.l1.bytes(),
-            self.redis_state()
-        );
     }
 }
 
-fn micros_since_epoch(at: SystemTime) -> u64 {
-    at.duration_since(UNIX_EPOCH)
-        .map_or(0, |since| since.as_micros() as u64)
+fn log_hit(lookup: &Lookup<'_>, tier: Tier) {
+    log::info!(
+        "[Cache] Hit: {} {} for tenant {} ({})",
+        lookup.module,
+        lookup.operation,
+        lookup.tenant,
+        if tier == Tier::L2 { "L2" } else { "L1" }
+    );
 }
 
-/// Logs the `[Cache] Stats:` line every `period` until the process ends.
-pub async fn log_stats_every(cache: Arc<Cache>, period: Duration) {
-    let mut tick = tokio::time::interval(period);
-    tick.tick().await;
-    loop {
-        tick.tick().await;
-        cache.update_gauges().await;
-        cache.log_stats();
-    }
+fn log_miss(lookup: &Lookup<'_>) {
+    log::info!(
+        "[Cache] Miss: {} {} for tenant {}",
+        lookup.module,
+        lookup.operation,
+        lookup.tenant
+    );
 }

@@ -10,10 +10,10 @@ use uuid::Uuid;
 
 use super::entity::{impl_entity, References};
 use super::schema::accounts;
-use crate::auth::TenantId;
 use crate::domain::entities::ACCOUNTS;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
+use crate::domain::TenantId;
 use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use super::entity::{impl_entity, References};
 use super::schema::activities;
-use crate::auth::TenantId;
 use crate::domain::entities::ACTIVITIES;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
+use crate::domain::TenantId;
 use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

@@ -7,11 +7,11 @@ use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use uuid::Uuid;
 
-use crate::auth::TenantId;
 use crate::domain::cursor::Cursor;
 use crate::domain::entities::EntitySpec;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{Filters, ListQuery};
+use crate::domain::TenantId;
 use crate::errors::ApiError;
 
 /// A record's position in the `created_at DESC, id DESC` order.
@@ -154,7 +154,7 @@ macro_rules! impl_entity {
 
         /// The list query exactly as the service runs it (public for plan checks).
         pub fn list_query(
-            tenant: $crate::auth::TenantId,
+            tenant: $crate::domain::TenantId,
             query: &$crate::domain::query::ListQuery,
         ) -> $table::BoxedQuery<
             'static,
@@ -180,7 +180,7 @@ macro_rules! impl_entity {
 
             async fn list(
                 conn: &mut diesel_async::AsyncPgConnection,
-                tenant: $crate::auth::TenantId,
+                tenant: $crate::domain::TenantId,
                 query: &$crate::domain::query::ListQuery,
             ) -> diesel::QueryResult<Vec<$record>> {
                 list_query(tenant, query).load(conn).await
@@ -188,7 +188,7 @@ macro_rules! impl_entity {
 
             async fn count(
                 conn: &mut diesel_async::AsyncPgConnection,
-                tenant: $crate::auth::TenantId,
+                tenant: $crate::domain::TenantId,
                 filters: &$crate::domain::query::Filters,
             ) -> diesel::QueryResult<i64> {
                 filtered(tenant, filters).count().get_result(conn).await
@@ -196,7 +196,7 @@ macro_rules! impl_entity {
 
             async fn get(
                 conn: &mut diesel_async::AsyncPgConnection,
-                tenant: $crate::auth::TenantId,
+                tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
             ) -> diesel::QueryResult<$record> {
                 $table::table
@@ -209,7 +209,7 @@ macro_rules! impl_entity {
 
             async fn create(
                 conn: &mut diesel_async::AsyncPgConnection,
-                tenant: $crate::auth::TenantId,
+                tenant: $crate::domain::TenantId,
                 body: $crate::domain::fields::ValidBody,
             ) -> Result<$record, $crate::errors::ApiError> {
                 let new = $new::from_body(tenant, body)?;
@@ -225,7 +225,7 @@ macro_rules! impl_entity {
 
             async fn update(
                 conn: &mut diesel_async::AsyncPgConnection,
-                tenant: $crate::auth::TenantId,
+                tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
                 body: $crate::domain::fields::ValidBody,
             ) -> Result<$record, $crate::errors::ApiError> {
@@ -247,7 +247,7 @@ macro_rules! impl_entity {
 
             async fn delete(
                 conn: &mut diesel_async::AsyncPgConnection,
-                tenant: $crate::auth::TenantId,
+                tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
             ) -> diesel::QueryResult<()> {
                 let rows = diesel::delete(

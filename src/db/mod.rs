@@ -164,7 +164,7 @@ impl Checkout {
     /// timeout) leaves the outcome unknown. Bounded by the checkout's timeout, like [`Self::run`].
     pub async fn write<T>(
         &mut self,
-        invalidates: Option<(crate::auth::TenantId, &[&str])>,
+        invalidates: Option<(crate::domain::TenantId, &[crate::domain::Module])>,
         work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
     ) -> Write<T> {
         use diesel_async::{AnsiTransactionManager, TransactionManager};

@@ -14,10 +14,10 @@ use uuid::Uuid;
 
 use super::entity::{impl_entity, References};
 use super::schema::opportunities;
-use crate::auth::TenantId;
 use crate::domain::entities::OPPORTUNITIES;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
+use crate::domain::TenantId;
 use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]

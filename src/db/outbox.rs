@@ -7,7 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::cache_outbox;
-use crate::auth::TenantId;
+use crate::domain::{Module, TenantId};
 
 /// A row of the outbox: an invalidation whose write may have committed.
 #[derive(Debug, Clone, Queryable, Selectable)]
@@ -19,17 +19,28 @@ pub struct Pending {
     pub committed_at: DateTime<Utc>,
 }
 
+impl Pending {
+    /// The modules the row names (a name no module has, from another version, is skipped).
+    pub fn modules(&self) -> Vec<Module> {
+        self.modules
+            .iter()
+            .filter_map(|name| Module::from_name(name))
+            .collect()
+    }
+}
+
 /// Records that `tenant`'s `modules` must be invalidated once the surrounding transaction
 /// commits; returns the row's id.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     tenant: TenantId,
-    modules: &[&str],
+    modules: &[Module],
 ) -> QueryResult<i64> {
+    let names: Vec<&str> = modules.iter().map(|module| module.name()).collect();
     diesel::insert_into(cache_outbox::table)
         .values((
             cache_outbox::tenant_id.eq(tenant.0),
-            cache_outbox::modules.eq(modules),
+            cache_outbox::modules.eq(names),
             cache_outbox::committed_at.eq(super::now()),
         ))
         .returning(cache_outbox::id)

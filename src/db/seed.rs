@@ -19,12 +19,11 @@ use super::leads::NewLead;
 use super::opportunities::NewOpportunity;
 use super::schema::{accounts, activities, contacts, leads, opportunities};
 use super::BoxError;
-use crate::auth::TenantId;
-use crate::cli::SeedArgs;
 use crate::config::Config;
 use crate::domain::entities::{
     ACTIVITY_STATUSES, ACTIVITY_TYPES, ALL, CONTACT_STATUSES, LEAD_STATUSES, STAGES,
 };
+use crate::domain::{Module, TenantId};
 
 /// Rows per INSERT: PostgreSQL takes at most 65,535 bind parameters per statement.
 const BATCH: usize = 4_000;
@@ -330,8 +329,19 @@ pub async fn analyze(conn: &mut AsyncPgConnection) -> Result<(), BoxError> {
     Ok(())
 }
 
-/// `aishacrm seed`: fills `--tenants` new tenants (or `--tenant`), two at a time.
-pub async fn run(config: &Config, args: &SeedArgs) -> Result<(), BoxError> {
+/// What `aishacrm seed` fills.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    /// How many new tenants to fill.
+    pub tenants: usize,
+    /// Opportunities per tenant; the other entities get a fifth of this.
+    pub per_tenant: usize,
+    /// Fill this one tenant instead of new ones.
+    pub tenant: Option<Uuid>,
+}
+
+/// `aishacrm seed`: fills the plan's tenants, two at a time.
+pub async fn run(config: &Config, args: &Plan) -> Result<(), BoxError> {
     let tenants: Vec<Uuid> = match args.tenant {
         Some(tenant) => vec![tenant],
         None => (0..args.tenants).map(|_| Uuid::new_v4()).collect(),
@@ -346,7 +356,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> Result<(), BoxError> {
     let pool = super::build_pool(config)?;
     // A live service may have the tenants' answers cached: the outbox tells every instance,
     // through Redis, once the rows are in (or once the seed of a tenant failed part way).
-    let tell_instances = config.redis_target().is_some();
+    let tell_instances = config.uses_redis();
     let started = Instant::now();
     stream::iter(tenants.iter().copied().map(Ok::<_, BoxError>))
         .try_for_each_concurrent(2, |tenant| {
@@ -357,7 +367,7 @@ pub async fn run(config: &Config, args: &SeedArgs) -> Result<(), BoxError> {
                 let mut conn = pool.get().await?;
                 let seeded = seed_tenant(&mut conn, tenant, per_tenant, &progress).await;
                 if tell_instances {
-                    let modules: Vec<&str> = ALL.iter().map(|spec| spec.module).collect();
+                    let modules: Vec<Module> = ALL.iter().map(|spec| spec.module).collect();
                     super::outbox::record(&mut conn, TenantId(tenant), &modules).await?;
                 }
                 seeded

@@ -10,7 +10,7 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
-use crate::auth::TenantId;
+use crate::domain::TenantId;
 use crate::errors::ApiError;
 
 /// How long work past its tenant's share waits for one of that tenant's connections to come

@@ -9,7 +9,7 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use uuid::Uuid;
 
-use crate::auth::TenantId;
+use super::{Module, TenantId};
 
 /// Position after which the next page starts (exclusive).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,19 +43,19 @@ impl CursorCodec {
         self
     }
 
-    fn mac(key: &[u8], tenant: TenantId, module: &str, payload: &[u8]) -> Hmac<Sha256> {
+    fn mac(key: &[u8], tenant: TenantId, module: Module, payload: &[u8]) -> Hmac<Sha256> {
         // HMAC accepts keys of any length, so this cannot fail.
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key)
             .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
         mac.update(b"aishacrm-cursor-v1\0");
         mac.update(tenant.0.as_bytes());
-        mac.update(module.as_bytes());
+        mac.update(module.name().as_bytes());
         mac.update(b"\0");
         mac.update(payload);
         mac
     }
 
-    pub fn encode(&self, tenant: TenantId, module: &str, cursor: Cursor) -> String {
+    pub fn encode(&self, tenant: TenantId, module: Module, cursor: Cursor) -> String {
         let mut bytes = Vec::with_capacity(PAYLOAD_LEN + TAG_LEN);
         bytes.extend_from_slice(&cursor.created_at.timestamp_micros().to_be_bytes());
         bytes.extend_from_slice(cursor.id.as_bytes());
@@ -67,7 +67,7 @@ impl CursorCodec {
     }
 
     /// `None` for anything this codec did not sign for this tenant and module.
-    pub fn decode(&self, tenant: TenantId, module: &str, text: &str) -> Option<Cursor> {
+    pub fn decode(&self, tenant: TenantId, module: Module, text: &str) -> Option<Cursor> {
         let bytes = URL_SAFE_NO_PAD.decode(text).ok()?;
         if bytes.len() != PAYLOAD_LEN + TAG_LEN {
             return None;
@@ -108,26 +108,29 @@ mod tests {
     #[test]
     fn round_trips() {
         let (codec, tenant, cursor) = sample();
-        let text = codec.encode(tenant, "leads", cursor);
-        assert_eq!(codec.decode(tenant, "leads", &text), Some(cursor));
+        let text = codec.encode(tenant, Module::Leads, cursor);
+        assert_eq!(codec.decode(tenant, Module::Leads, &text), Some(cursor));
     }
 
     #[test]
     fn refuses_other_tenant_module_key_or_tampering() {
         let (codec, tenant, cursor) = sample();
-        let text = codec.encode(tenant, "leads", cursor);
-        assert_eq!(codec.decode(TenantId(Uuid::new_v4()), "leads", &text), None);
-        assert_eq!(codec.decode(tenant, "accounts", &text), None);
+        let text = codec.encode(tenant, Module::Leads, cursor);
         assert_eq!(
-            CursorCodec::new(b"other").decode(tenant, "leads", &text),
+            codec.decode(TenantId(Uuid::new_v4()), Module::Leads, &text),
+            None
+        );
+        assert_eq!(codec.decode(tenant, Module::Accounts, &text), None);
+        assert_eq!(
+            CursorCodec::new(b"other").decode(tenant, Module::Leads, &text),
             None
         );
         let mut bytes = URL_SAFE_NO_PAD.decode(&text).unwrap();
         bytes[3] ^= 1;
         assert_eq!(
-            codec.decode(tenant, "leads", &URL_SAFE_NO_PAD.encode(bytes)),
+            codec.decode(tenant, Module::Leads, &URL_SAFE_NO_PAD.encode(bytes)),
             None
         );
-        assert_eq!(codec.decode(tenant, "leads", "not a cursor"), None);
+        assert_eq!(codec.decode(tenant, Module::Leads, "not a cursor"), None);
     }
 }

@@ -2,6 +2,7 @@
 //! the columns `q` searches. Validation, query parsing and the OpenAPI document all read these.
 
 use super::fields::{DefaultValue, FieldKind, FieldSpec, Presence};
+use super::Module;
 
 /// What values a list/count equality filter takes.
 #[derive(Debug, Clone, Copy)]
@@ -19,8 +20,8 @@ pub struct FilterSpec {
 
 #[derive(Debug)]
 pub struct EntitySpec {
-    /// The path segment and module name, e.g. `opportunities`.
-    pub module: &'static str,
+    /// Its module; the name is the path segment, e.g. `opportunities`.
+    pub module: Module,
     /// The schema name in the OpenAPI document, e.g. `Opportunity`.
     pub schema: &'static str,
     pub fields: &'static [FieldSpec],
@@ -29,7 +30,7 @@ pub struct EntitySpec {
     pub search: &'static [&'static str],
     /// Modules whose cached answers a delete changes: this one, and those whose references to it
     /// the database sets to null.
-    pub delete_invalidates: &'static [&'static str],
+    pub delete_invalidates: &'static [Module],
 }
 
 impl EntitySpec {
@@ -84,7 +85,7 @@ use FieldKind::{Date, Email, Enum, Integer, Money, Timestamp, Uuid};
 use Presence::{Defaulted, Nullable, Required};
 
 pub const ACCOUNTS: EntitySpec = EntitySpec {
-    module: "accounts",
+    module: Module::Accounts,
     schema: "Account",
     fields: &[
         field("name", name(200), Required),
@@ -103,11 +104,11 @@ pub const ACCOUNTS: EntitySpec = EntitySpec {
     ],
     filters: &[filter("industry", FilterKind::Text { max: 100 })],
     search: &["name"],
-    delete_invalidates: &["accounts", "contacts", "opportunities"],
+    delete_invalidates: &[Module::Accounts, Module::Contacts, Module::Opportunities],
 };
 
 pub const CONTACTS: EntitySpec = EntitySpec {
-    module: "contacts",
+    module: Module::Contacts,
     schema: "Contact",
     fields: &[
         field("first_name", text(100), Nullable),
@@ -127,11 +128,11 @@ pub const CONTACTS: EntitySpec = EntitySpec {
         filter("status", FilterKind::Enum(CONTACT_STATUSES)),
     ],
     search: &["first_name", "last_name", "email"],
-    delete_invalidates: &["contacts", "opportunities"],
+    delete_invalidates: &[Module::Contacts, Module::Opportunities],
 };
 
 pub const LEADS: EntitySpec = EntitySpec {
-    module: "leads",
+    module: Module::Leads,
     schema: "Lead",
     fields: &[
         field("first_name", text(100), Nullable),
@@ -155,11 +156,11 @@ pub const LEADS: EntitySpec = EntitySpec {
         filter("source", FilterKind::Text { max: 100 }),
     ],
     search: &["first_name", "last_name", "email", "company"],
-    delete_invalidates: &["leads"],
+    delete_invalidates: &[Module::Leads],
 };
 
 pub const OPPORTUNITIES: EntitySpec = EntitySpec {
-    module: "opportunities",
+    module: Module::Opportunities,
     schema: "Opportunity",
     fields: &[
         field("name", name(200), Required),
@@ -187,11 +188,11 @@ pub const OPPORTUNITIES: EntitySpec = EntitySpec {
         filter("account_id", FilterKind::Uuid),
     ],
     search: &["name"],
-    delete_invalidates: &["opportunities"],
+    delete_invalidates: &[Module::Opportunities],
 };
 
 pub const ACTIVITIES: EntitySpec = EntitySpec {
-    module: "activities",
+    module: Module::Activities,
     schema: "Activity",
     fields: &[
         field("type", Enum(ACTIVITY_TYPES), Required),
@@ -213,7 +214,7 @@ pub const ACTIVITIES: EntitySpec = EntitySpec {
         filter("related_id", FilterKind::Uuid),
     ],
     search: &["subject"],
-    delete_invalidates: &["activities"],
+    delete_invalidates: &[Module::Activities],
 };
 
 /// Every entity, in the contract's order.

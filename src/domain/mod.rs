@@ -4,7 +4,20 @@
 pub mod cursor;
 pub mod entities;
 pub mod fields;
+pub mod module;
 pub mod query;
+
+pub use module::{Module, Operation};
+
+/// The tenant a request acts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TenantId(pub uuid::Uuid);
+
+impl std::fmt::Display for TenantId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
 
 /// Client-supplied names echoed in error messages are cut to this many characters.
 const ECHO_MAX: usize = 64;

@@ -1,5 +1,6 @@
 //! Strict query strings: only the parameters a route declares, each at most once, each valid.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use uuid::Uuid;
@@ -7,7 +8,7 @@ use uuid::Uuid;
 use super::cursor::{Cursor, CursorCodec};
 use super::echo;
 use super::entities::{EntitySpec, FilterKind};
-use crate::auth::TenantId;
+use crate::domain::TenantId;
 use crate::errors::ApiError;
 
 pub const DEFAULT_LIMIT: i64 = 50;
@@ -79,6 +80,11 @@ pub fn parse_params(raw: &str, allowed: &[&str]) -> Result<BTreeMap<String, Stri
     Ok(params)
 }
 
+/// A query's parameters in canonical form: sorted by name, defaults filled in, one spelling per
+/// value. Equal answers have equal forms, and the cache keys an answer by it, so the cache reads
+/// exactly the query the handler runs.
+pub type Params<'a> = Vec<(&'static str, Cow<'a, str>)>;
+
 /// A valid equality-filter value.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FilterValue {
@@ -107,6 +113,28 @@ impl Filters {
             FilterValue::Uuid(id) => Some(*id),
             FilterValue::Text(_) => None,
         }
+    }
+
+    /// `q` and the filters in canonical form (unsorted; each UUID in one spelling).
+    fn canonical_into<'a>(&'a self, params: &mut Params<'a>) {
+        if let Some(q) = &self.q {
+            params.push(("q", Cow::Borrowed(q)));
+        }
+        for (&name, value) in &self.values {
+            let value = match value {
+                FilterValue::Text(text) => Cow::Borrowed(text.as_str()),
+                FilterValue::Uuid(id) => Cow::Owned(id.hyphenated().to_string()),
+            };
+            params.push((name, value));
+        }
+    }
+
+    /// The canonical form of a count query.
+    pub fn canonical(&self) -> Params<'_> {
+        let mut params = Params::new();
+        self.canonical_into(&mut params);
+        params.sort_unstable_by_key(|(name, _)| *name);
+        params
     }
 
     /// Reads `q` and the entity's filters out of `params`, leaving the rest.
@@ -172,6 +200,28 @@ pub fn allowed_params(spec: &EntitySpec, paging: bool) -> Vec<&'static str> {
 }
 
 impl ListQuery {
+    /// The first page, unfiltered, of the default size (what a warm fills).
+    pub fn first_page() -> Self {
+        ListQuery {
+            limit: DEFAULT_LIMIT,
+            cursor: None,
+            filters: Filters::default(),
+        }
+    }
+
+    /// The canonical form of this list query (the limit always written out).
+    pub fn canonical(&self) -> Params<'_> {
+        let mut params = Params::new();
+        self.filters.canonical_into(&mut params);
+        params.push(("limit", Cow::Owned(self.limit.to_string())));
+        if let Some(cursor) = &self.cursor {
+            let position = format!("{}.{}", cursor.created_at.timestamp_micros(), cursor.id);
+            params.push(("cursor", Cow::Owned(position)));
+        }
+        params.sort_unstable_by_key(|(name, _)| *name);
+        params
+    }
+
     pub fn parse(
         spec: &EntitySpec,
         raw: &str,
@@ -208,6 +258,40 @@ impl ListQuery {
 pub fn parse_count(spec: &EntitySpec, raw: &str) -> Result<Filters, ApiError> {
     let mut params = parse_params(raw, &allowed_params(spec, false))?;
     Filters::take(spec, &mut params)
+}
+
+/// A parsed `GET /api/v2/opportunities/stats` query.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StatsQuery {
+    pub account: Option<Uuid>,
+}
+
+impl StatsQuery {
+    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+        let params = parse_params(raw, &["account_id"])?;
+        let account = params
+            .get("account_id")
+            .map(|raw| {
+                Uuid::try_parse(raw).map_err(|_| {
+                    ApiError::InvalidQuery("filter `account_id` must be a UUID".into())
+                })
+            })
+            .transpose()?;
+        Ok(StatsQuery { account })
+    }
+
+    pub fn canonical(&self) -> Params<'static> {
+        self.account
+            .map(|id| ("account_id", Cow::Owned(id.hyphenated().to_string())))
+            .into_iter()
+            .collect()
+    }
+}
+
+/// Parses a query that takes no parameters at all (the dashboard bundle).
+pub fn parse_none(raw: &str) -> Result<Params<'static>, ApiError> {
+    parse_params(raw, &[])?;
+    Ok(Params::new())
 }
 
 /// Escapes `q` for `ILIKE '%q%'`.
@@ -257,6 +341,58 @@ mod tests {
         assert!(list("stage=proposal&stage=proposal").is_err());
         assert!(list("cursor=abc").is_err());
         assert!(parse_count(&OPPORTUNITIES, "limit=5").is_err());
+    }
+
+    fn canonical(raw: &str) -> Vec<(&'static str, String)> {
+        let query = list(raw).unwrap();
+        query
+            .canonical()
+            .into_iter()
+            .map(|(name, value)| (name, value.into_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn equal_queries_share_one_canonical_form_and_any_difference_changes_it() {
+        let a = canonical("stage=proposal&limit=50");
+        assert_eq!(a, canonical("limit=50&stage=proposal"));
+        assert_eq!(
+            a,
+            canonical("stage=proposal"),
+            "the default limit is written out"
+        );
+        assert_eq!(
+            a,
+            canonical("stage=proposal&limit=050&q="),
+            "and an empty q is none"
+        );
+        assert_ne!(a, canonical("stage=negotiation"));
+        assert_eq!(
+            canonical("stage=closed_won&limit=7"),
+            vec![
+                ("limit", "7".to_owned()),
+                ("stage", "closed_won".to_owned())
+            ]
+        );
+        let id = Uuid::new_v4();
+        let upper = id.hyphenated().to_string().to_uppercase();
+        assert_eq!(
+            canonical(&format!("account_id={upper}")),
+            canonical(&format!("account_id={}", id.simple())),
+            "one spelling per UUID"
+        );
+        assert!(parse_count(&OPPORTUNITIES, "q=")
+            .unwrap()
+            .canonical()
+            .is_empty());
+        assert_eq!(
+            StatsQuery::parse(&format!("account_id={upper}"))
+                .unwrap()
+                .canonical(),
+            vec![("account_id", Cow::Owned(id.to_string()))]
+        );
+        assert!(parse_none("").unwrap().is_empty());
+        assert!(parse_none("x=1").is_err());
     }
 
     #[test]

@@ -3,18 +3,17 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
-use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
 use super::body::JsonObject;
-use super::dashboard::{bundle_body, BUNDLE_TTL_SECS};
-use super::entities::{count_body, list_body, COUNT_TTL_SECS, LIST_TTL_SECS};
+use super::cached::CachePolicy;
+use super::dashboard::{bundle_body, BUNDLE};
+use super::entities::{count_body, count_policy, list_body, list_policy};
 use super::only;
-use crate::auth::{Admin, Principal, TenantId};
-use crate::cache::key::{canonical_params, MODULES};
-use crate::cache::Found;
+use crate::auth::{Admin, Principal};
+use crate::cache::Read;
 use crate::db::accounts::Accounts;
 use crate::db::activities::Activities;
 use crate::db::contacts::Contacts;
@@ -22,6 +21,8 @@ use crate::db::leads::Leads;
 use crate::db::opportunities::Opportunities;
 use crate::db::Entity;
 use crate::domain::entities;
+use crate::domain::query::{Filters, ListQuery, Params};
+use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -64,48 +65,44 @@ async fn warm(principal: Principal, state: web::Data<AppState>) -> HttpResponse 
 async fn warm_one(
     state: &AppState,
     tenant: TenantId,
-    module: &'static str,
-    operation: &'static str,
-    default_ttl: u64,
+    policy: CachePolicy,
     body: impl Future<Output = Result<Bytes, ApiError>>,
 ) -> bool {
-    let cache = &state.cache;
-    let params = canonical_params(module, operation, "").unwrap_or_default();
-    let ttl = cache.ttl(module, operation, default_ttl);
-    let lookup = cache.lookup(tenant, module, operation, &params, ttl).await;
-    if matches!(cache.find(&lookup).await, Found::Fresh(..)) {
-        return false;
-    }
-    match body.await {
-        Ok(body) => cache
-            .store(&lookup, body, HeaderValue::from_static("application/json"))
-            .await
-            .is_some(),
+    // Every answer a warm fills is of a query without parameters but the default limit.
+    let first_page = ListQuery::first_page();
+    let params: Params = match policy.operation {
+        Operation::List => first_page.canonical(),
+        _ => Params::new(),
+    };
+    let lookup = policy.lookup(tenant, &params, Read::Warm);
+    match state.cache.get_or_load(&lookup, body).await {
+        Ok(answer) => answer.stored,
         Err(error) => {
-            log::warn!("[Cache] warm of {module} {operation} for tenant {tenant} failed: {error}");
+            log::warn!(
+                "[Cache] warm of {} {} for tenant {tenant} failed: {error}",
+                policy.module,
+                policy.operation
+            );
             false
         }
     }
 }
 
 async fn warm_entity<E: Entity>(state: &AppState, tenant: TenantId) -> usize {
-    let module = E::SPEC.module;
+    let first_page = ListQuery::first_page();
+    let everything = Filters::default();
     let list = warm_one(
         state,
         tenant,
-        module,
-        "list",
-        LIST_TTL_SECS,
-        list_body::<E>(state, tenant, ""),
+        list_policy::<E>(),
+        list_body::<E>(state, tenant, &first_page),
     )
     .await;
     let count = warm_one(
         state,
         tenant,
-        module,
-        "count",
-        COUNT_TTL_SECS,
-        count_body::<E>(state, tenant, ""),
+        count_policy::<E>(),
+        count_body::<E>(state, tenant, &everything),
     )
     .await;
     usize::from(list) + usize::from(count)
@@ -113,18 +110,10 @@ async fn warm_entity<E: Entity>(state: &AppState, tenant: TenantId) -> usize {
 
 /// Warms every answer `warm` promises; how many it stored.
 pub async fn warm_tenant(state: &AppState, tenant: TenantId) -> usize {
-    if !state.cache.enabled {
+    if !state.cache.is_enabled() {
         return 0;
     }
-    let bundle = warm_one(
-        state,
-        tenant,
-        "dashboard",
-        "bundle",
-        BUNDLE_TTL_SECS,
-        bundle_body(state, tenant),
-    )
-    .await;
+    let bundle = warm_one(state, tenant, BUNDLE, bundle_body(state, tenant)).await;
     usize::from(bundle)
         + warm_entity::<Accounts>(state, tenant).await
         + warm_entity::<Contacts>(state, tenant).await
@@ -154,10 +143,10 @@ async fn invalidate(
             crate::domain::echo(unknown)
         )));
     }
-    let modules: Vec<&'static str> = match module.as_str() {
-        "all" => MODULES.to_vec(),
-        "dashboard" => vec!["dashboard"],
-        name => match entities::ALL.iter().find(|spec| spec.module == name) {
+    let modules: Vec<Module> = match module.as_str() {
+        "all" => Module::ALL.to_vec(),
+        "dashboard" => vec![Module::Dashboard],
+        name => match entities::ALL.iter().find(|spec| spec.module.name() == name) {
             Some(spec) => vec![spec.module],
             None => {
                 return Err(ApiError::Validation(
@@ -170,12 +159,12 @@ async fn invalidate(
         .cache
         .invalidate(principal.tenant, &modules, std::time::SystemTime::now())
         .await;
-    Ok(HttpResponse::Ok().json(json!({"invalidated": modules})))
+    let names: Vec<&str> = modules.iter().map(|module| module.name()).collect();
+    Ok(HttpResponse::Ok().json(json!({"invalidated": names})))
 }
 
 async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let cache = &state.cache;
-    cache.l1.settle().await;
+    let cache = state.cache.stats().await;
     let metrics = &state.metrics;
     let (l1, l2, misses, rate) = metrics.hit_counts();
     Ok(HttpResponse::Ok().json(json!({
@@ -190,10 +179,10 @@ async fn stats(_: Admin, state: web::Data<AppState>) -> Result<HttpResponse, Api
             "remote": metrics.invalidations_remote.load(Ordering::Relaxed),
         },
         "l1": {
-            "entries": cache.l1.entries(),
-            "bytes": cache.l1.bytes(),
-            "max_bytes": cache.l1.max_bytes(),
+            "entries": cache.l1_entries,
+            "bytes": cache.l1_bytes,
+            "max_bytes": cache.l1_max_bytes,
         },
-        "redis": cache.redis_state(),
+        "redis": cache.redis,
     })))
 }

@@ -7,11 +7,10 @@ use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::entities::json_response;
+use super::cached::{respond, CachePolicy};
 use super::only;
 use super::opportunities::{summarize, StageStat};
-use crate::auth::{Principal, TenantId};
-use crate::cache::middleware::cache_list;
+use crate::auth::Principal;
 use crate::db::accounts::Accounts;
 use crate::db::activities::Activities;
 use crate::db::contacts::Contacts;
@@ -19,7 +18,8 @@ use crate::db::entity::page;
 use crate::db::leads::Leads;
 use crate::db::opportunities::{self, Opportunities};
 use crate::db::Entity;
-use crate::domain::query::{parse_params, Filters, ListQuery};
+use crate::domain::query::{parse_none, Filters, ListQuery};
+use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -29,11 +29,8 @@ pub const RECENT: i64 = 5;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v2/dashboard/bundle")
-            .route(
-                web::get()
-                    .to(bundle)
-                    .wrap(cache_list("dashboard", "bundle", BUNDLE_TTL_SECS)),
-            )
+            // Cached: `BUNDLE`.
+            .route(web::get().to(bundle))
             .default_service(only("GET")),
     );
 }
@@ -71,16 +68,25 @@ async fn summary<E: Entity>(
     Ok((count, recent))
 }
 
-/// Default TTL of the bundle.
-pub const BUNDLE_TTL_SECS: u64 = 60;
+/// The cache policy of the bundle, as the contract's route table gives it.
+pub const BUNDLE: CachePolicy = CachePolicy::new(Module::Dashboard, Operation::Bundle, 60);
 
 async fn bundle(
     principal: Principal,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    parse_params(req.query_string(), &[])?;
-    Ok(json_response(bundle_body(&state, principal.tenant).await?))
+    let params = parse_none(req.query_string())?;
+    let tenant = principal.tenant;
+    respond(
+        &req,
+        &state,
+        tenant,
+        BUNDLE,
+        &params,
+        bundle_body(&state, tenant),
+    )
+    .await
 }
 
 /// The JSON of `GET /api/v2/dashboard/bundle`.

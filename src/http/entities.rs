@@ -7,13 +7,15 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::body::JsonObject;
+use super::cached::{respond, CachePolicy};
+use super::invalidate::{invalidate, Invalidates, MayHaveCommitted};
 use super::only;
-use crate::auth::{Principal, TenantId};
-use crate::cache::middleware::{cache_list, invalidate, Invalidates, MayHaveCommitted};
+use crate::auth::Principal;
 use crate::db::entity::{page, Keyed};
 use crate::db::{Commit, Entity, Write};
 use crate::domain::fields::{parse_body, Mode};
-use crate::domain::query::{parse_count, ListQuery};
+use crate::domain::query::{parse_count, Filters, ListQuery};
+use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -22,36 +24,38 @@ use crate::state::AppState;
 /// any record route: a cached read then meets only fixed paths on its way through the router,
 /// never an `{id}` pattern (a regex), and `count` is never read as an id.
 pub fn collection_routes<E: Entity>(cfg: &mut web::ServiceConfig) {
-    let module = E::SPEC.module;
-    let written: &'static [&'static str] = std::slice::from_ref(&E::SPEC.module);
-    let base = format!("/api/v2/{module}");
+    let written: &'static [Module] = std::slice::from_ref(&E::SPEC.module);
+    let base = format!("/api/v2/{}", E::SPEC.module);
     cfg.service(
         web::resource(base.clone())
-            .route(
-                web::get()
-                    .to(list::<E>)
-                    .wrap(cache_list(module, "list", LIST_TTL_SECS)),
-            )
+            // Cached: `list_policy::<E>()`.
+            .route(web::get().to(list::<E>))
             .route(web::post().to(create::<E>).wrap(invalidate(written)))
             .default_service(only("GET, POST")),
     )
     .service(
         web::resource(format!("{base}/count"))
-            .route(
-                web::get()
-                    .to(count::<E>)
-                    .wrap(cache_list(module, "count", COUNT_TTL_SECS)),
-            )
+            // Cached: `count_policy::<E>()`.
+            .route(web::get().to(count::<E>))
             .default_service(only("GET")),
     );
 }
 
+/// The cache policy of `GET /api/v2/E`, as the contract's route table gives it.
+pub fn list_policy<E: Entity>() -> CachePolicy {
+    CachePolicy::new(E::SPEC.module, Operation::List, LIST_TTL_SECS)
+}
+
+/// The cache policy of `GET /api/v2/E/count`.
+pub fn count_policy<E: Entity>() -> CachePolicy {
+    CachePolicy::new(E::SPEC.module, Operation::Count, COUNT_TTL_SECS)
+}
+
 /// The record routes of entity `E` (`/{id}`: read, update, delete).
 pub fn record_routes<E: Entity>(cfg: &mut web::ServiceConfig) {
-    let module = E::SPEC.module;
-    let written: &'static [&'static str] = std::slice::from_ref(&E::SPEC.module);
+    let written: &'static [Module] = std::slice::from_ref(&E::SPEC.module);
     cfg.service(
-        web::resource(format!("/api/v2/{module}/{{id}}"))
+        web::resource(format!("/api/v2/{}/{{id}}", E::SPEC.module))
             .route(web::get().to(get::<E>))
             .route(web::put().to(update::<E>).wrap(invalidate(written)))
             .route(web::patch().to(update::<E>).wrap(invalidate(written)))
@@ -100,15 +104,14 @@ pub(super) struct CountBody {
     pub count: i64,
 }
 
-/// The JSON of one list page, as `GET /api/v2/E?{raw_query}` answers it.
+/// The JSON of one list page, as `GET /api/v2/E` answers `query`.
 pub async fn list_body<E: Entity>(
     state: &AppState,
     tenant: TenantId,
-    raw_query: &str,
+    query: &ListQuery,
 ) -> Result<Bytes, ApiError> {
-    let query = ListQuery::parse(E::SPEC, raw_query, &state.cursors, tenant)?;
     let mut db = state.db(tenant).await?;
-    let rows = db.run(|conn| E::list(conn, tenant, &query)).await?;
+    let rows = db.run(|conn| E::list(conn, tenant, query)).await?;
     let page = page(rows, query.limit);
     json_bytes(&ListBody {
         data: page.data,
@@ -118,15 +121,14 @@ pub async fn list_body<E: Entity>(
     })
 }
 
-/// The JSON of `GET /api/v2/E/count?{raw_query}`.
+/// The JSON of `GET /api/v2/E/count` for `filters`.
 pub async fn count_body<E: Entity>(
     state: &AppState,
     tenant: TenantId,
-    raw_query: &str,
+    filters: &Filters,
 ) -> Result<Bytes, ApiError> {
-    let filters = parse_count(E::SPEC, raw_query)?;
     let mut db = state.db(tenant).await?;
-    let count = db.run(|conn| E::count(conn, tenant, &filters)).await?;
+    let count = db.run(|conn| E::count(conn, tenant, filters)).await?;
     json_bytes(&CountBody { count })
 }
 
@@ -135,8 +137,11 @@ async fn list<E: Entity>(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = list_body::<E>(&state, principal.tenant, req.query_string()).await?;
-    Ok(json_response(body))
+    let tenant = principal.tenant;
+    let query = ListQuery::parse(E::SPEC, req.query_string(), &state.cursors, tenant)?;
+    let params = query.canonical();
+    let load = list_body::<E>(&state, tenant, &query);
+    respond(&req, &state, tenant, list_policy::<E>(), &params, load).await
 }
 
 async fn count<E: Entity>(
@@ -144,8 +149,11 @@ async fn count<E: Entity>(
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = count_body::<E>(&state, principal.tenant, req.query_string()).await?;
-    Ok(json_response(body))
+    let tenant = principal.tenant;
+    let filters = parse_count(E::SPEC, req.query_string())?;
+    let params = filters.canonical();
+    let load = count_body::<E>(&state, tenant, &filters);
+    respond(&req, &state, tenant, count_policy::<E>(), &params, load).await
 }
 
 async fn get<E: Entity>(
@@ -161,11 +169,11 @@ async fn get<E: Entity>(
 
 /// The modules the route declared for this write, and whether its transaction records them in
 /// the outbox (only when other instances need telling).
-fn outbox<'a>(
+fn outbox(
     state: &AppState,
     principal: &Principal,
-    req: &'a HttpRequest,
-) -> Option<(TenantId, &'a [&'a str])> {
+    req: &HttpRequest,
+) -> Option<(TenantId, &'static [Module])> {
     let invalidates = req.extensions().get::<Invalidates>().copied()?;
     state
         .cache

@@ -77,7 +77,7 @@ fn route_label(path: &str) -> &'static str {
             .iter()
             .map(|spec| {
                 let label = format!("/api/v2/{}/{{id}}", spec.module);
-                (spec.module, &*Box::leak(label.into_boxed_str()))
+                (spec.module.name(), &*Box::leak(label.into_boxed_str()))
             })
             .collect();
         Labels { fixed, records }

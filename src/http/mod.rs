@@ -2,9 +2,11 @@
 
 pub mod body;
 pub mod cache_admin;
+pub mod cached;
 pub mod dashboard;
 pub mod entities;
 pub mod health;
+pub mod invalidate;
 pub mod metrics;
 pub mod openapi;
 pub mod opportunities;

@@ -189,7 +189,7 @@ fn common_errors(responses: &mut Value) {
 }
 
 fn entity_paths(spec: &EntitySpec, paths: &mut Map<String, Value>) {
-    let module = spec.module;
+    let module = spec.module.name();
     let schema = spec.schema;
     let mut list_parameters = vec![
         query_parameter(
@@ -320,16 +320,16 @@ pub fn document() -> Value {
     let per_entity = |item: Value| {
         let properties: Map<String, Value> = ALL
             .iter()
-            .map(|spec| (spec.module.to_owned(), item.clone()))
+            .map(|spec| (spec.module.name().to_owned(), item.clone()))
             .collect();
-        let required: Vec<&str> = ALL.iter().map(|spec| spec.module).collect();
+        let required: Vec<&str> = ALL.iter().map(|spec| spec.module.name()).collect();
         json!({"type": "object", "required": required, "properties": properties})
     };
     let recent_properties: Map<String, Value> = ALL
         .iter()
         .map(|spec| {
             (
-                spec.module.to_owned(),
+                spec.module.name().to_owned(),
                 json!({"type": "array", "maxItems": 5, "items": schema_ref(spec.schema)}),
             )
         })
@@ -369,7 +369,7 @@ pub fn document() -> Value {
         "415": error_response("body is not application/json"),
     });
     common_errors(&mut invalidate_responses);
-    let mut modules: Vec<&str> = ALL.iter().map(|spec| spec.module).collect();
+    let mut modules: Vec<&str> = ALL.iter().map(|spec| spec.module.name()).collect();
     modules.extend(["dashboard", "all"]);
     paths.insert(
         "/api/v2/cache/invalidate".into(),

@@ -4,15 +4,14 @@ use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bigdecimal::{BigDecimal, Zero};
 use serde::Serialize;
-use uuid::Uuid;
 
-use super::entities::json_response;
+use super::cached::{respond, CachePolicy};
 use super::only;
-use crate::auth::{Principal, TenantId};
-use crate::cache::middleware::cache_list;
+use crate::auth::Principal;
 use crate::db::opportunities::{self, StageRow};
 use crate::domain::entities::STAGES;
-use crate::domain::query::parse_params;
+use crate::domain::query::StatsQuery;
+use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -20,11 +19,8 @@ use crate::state::AppState;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::resource("/api/v2/opportunities/stats")
-            .route(
-                web::get()
-                    .to(stats)
-                    .wrap(cache_list("opportunities", "stats", STATS_TTL_SECS)),
-            )
+            // Cached: `STATS`.
+            .route(web::get().to(stats))
             .default_service(only("GET")),
     );
 }
@@ -80,35 +76,37 @@ pub fn summarize(rows: Vec<StageRow>) -> StatsBody {
     }
 }
 
-/// Default TTL of the stats route.
-pub const STATS_TTL_SECS: u64 = 300;
+/// The cache policy of the stats route, as the contract's route table gives it.
+pub const STATS: CachePolicy = CachePolicy::new(Module::Opportunities, Operation::Stats, 300);
 
 async fn stats(
     principal: Principal,
     req: HttpRequest,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = stats_body(&state, principal.tenant, req.query_string()).await?;
-    Ok(json_response(body))
+    let query = StatsQuery::parse(req.query_string())?;
+    let tenant = principal.tenant;
+    let params = query.canonical();
+    respond(
+        &req,
+        &state,
+        tenant,
+        STATS,
+        &params,
+        stats_body(&state, tenant, query),
+    )
+    .await
 }
 
-/// The JSON of `GET /api/v2/opportunities/stats?{raw_query}`.
+/// The JSON of `GET /api/v2/opportunities/stats` for `query`.
 pub async fn stats_body(
     state: &AppState,
     tenant: TenantId,
-    raw_query: &str,
+    query: StatsQuery,
 ) -> Result<Bytes, ApiError> {
-    let params = parse_params(raw_query, &["account_id"])?;
-    let account = params
-        .get("account_id")
-        .map(|raw| {
-            Uuid::try_parse(raw)
-                .map_err(|_| ApiError::InvalidQuery("filter `account_id` must be a UUID".into()))
-        })
-        .transpose()?;
     let mut db = state.db(tenant).await?;
     let rows = db
-        .run(|conn| opportunities::stats(conn, tenant, account))
+        .run(|conn| opportunities::stats(conn, tenant, query.account))
         .await?;
     serde_json::to_vec(&summarize(rows))
         .map(Bytes::from)

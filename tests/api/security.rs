@@ -986,7 +986,7 @@ async fn hostile_query_strings_and_paths_are_answered_cleanly_without_reaching_h
         for module in MODULES {
             let spec = aishacrm::domain::entities::ALL
                 .iter()
-                .find(|spec| spec.module == module)
+                .find(|spec| spec.module.name() == module)
                 .unwrap();
             for route in [
                 format!("/api/v2/{module}"),

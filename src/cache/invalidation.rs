@@ -1,0 +1,254 @@
+//! Writes and the bus: how a write reaches every instance's cache, and how this instance runs
+//! while Redis is down (degraded: L1 only, short-lived, writes kept in a namespace of its own)
+//! and comes back up.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::bus::{self, Message};
+use super::error::CacheError;
+use super::generations::TenantGenerations;
+use super::l2::{Redis, Via};
+use super::Cache;
+use crate::domain::{Module, TenantId};
+
+impl Cache {
+    /// Evicts the tenant's answers of `modules` (and of everything depending on them) on every
+    /// instance: bumps their generations in Redis and tells the other instances. Called after a
+    /// write that may have committed, before its answer is sent. Whether Redis acknowledged both
+    /// (the write's outbox row may then go); if not, this instance still shows the write at
+    /// once, and the outbox relay tells the others.
+    pub async fn invalidate(
+        &self,
+        tenant: TenantId,
+        modules: &[Module],
+        committed_at: SystemTime,
+    ) -> bool {
+        let acknowledged = match self.redis.as_ref() {
+            Some(redis) if redis.is_up() => {
+                match self
+                    .tell(redis, Via::Worker, tenant, modules, committed_at)
+                    .await
+                {
+                    Ok(()) => true,
+                    Err(error) => {
+                        // The others may miss this write until the relay delivers it, and so
+                        // may this instance miss theirs: degraded until the bus reconnects.
+                        self.redis_failed(&error);
+                        self.write_while_degraded(tenant);
+                        false
+                    }
+                }
+            }
+            Some(_) => {
+                self.write_while_degraded(tenant);
+                false
+            }
+            None => {
+                self.generations.bump(tenant, modules);
+                false
+            }
+        };
+        for &module in modules {
+            self.metrics.invalidation(module, false);
+            log::info!("[Cache] Invalidated: {module} for tenant {tenant}");
+        }
+        acknowledged
+    }
+
+    /// Relays one outbox row: what a write (perhaps of another instance, perhaps dead) must
+    /// invalidate. Applied here too, since an instance skips its own bus messages.
+    pub async fn relay(
+        &self,
+        tenant: TenantId,
+        modules: &[Module],
+        committed_at: SystemTime,
+    ) -> Result<(), CacheError> {
+        let Some(redis) = &self.redis else {
+            return Ok(());
+        };
+        self.tell(redis, Via::Shared, tenant, modules, committed_at)
+            .await?;
+        self.observe_lag(micros_since_epoch(committed_at));
+        for &module in modules {
+            self.metrics.invalidation(module, true);
+            log::info!("[Cache] Invalidated: {module} for tenant {tenant} (relayed)");
+        }
+        Ok(())
+    }
+
+    /// Runs the bus until the process ends (nothing to run in single-instance mode). On every
+    /// (re)subscription, `relay_outbox` first delivers every invalidation still waiting in the
+    /// outbox (false when it could not); only then does this instance count Redis as up.
+    pub async fn run_bus<Relay, Relayed>(self: Arc<Self>, relay_outbox: Relay)
+    where
+        Relay: Fn() -> Relayed,
+        Relayed: Future<Output = bool>,
+    {
+        bus::run(self, relay_outbox).await
+    }
+
+    /// Increments in Redis, applies the result here and publishes it.
+    async fn tell(
+        &self,
+        redis: &Redis,
+        via: Via,
+        tenant: TenantId,
+        modules: &[Module],
+        committed_at: SystemTime,
+    ) -> Result<(), CacheError> {
+        let after = self.increment(redis, via, tenant, modules).await?;
+        let message = Message::invalidation(
+            self.instance,
+            tenant,
+            &after,
+            modules,
+            micros_since_epoch(committed_at),
+        );
+        Ok(redis.publish(via, &message.encode()?).await?)
+    }
+
+    /// Increments in Redis and applies the result here. Within one epoch an increment answers
+    /// more than any value read before it was sent; an answer that is not means the server went
+    /// back (it lost writes), so the tenant's namespace is started over.
+    async fn increment(
+        &self,
+        redis: &Redis,
+        via: Via,
+        tenant: TenantId,
+        modules: &[Module],
+    ) -> redis::RedisResult<TenantGenerations> {
+        let before = self.generations.get(tenant).0;
+        let mut after = redis.increment(via, tenant, modules).await?;
+        let went_back = before.is_some_and(|before| {
+            before.epoch == after.epoch
+                && modules
+                    .iter()
+                    .any(|module| after.modules[module.index()] <= before.modules[module.index()])
+        });
+        if went_back {
+            log::warn!(
+                "[Cache] Redis lost generations of tenant {tenant}; starting its namespace over"
+            );
+            after = redis.leave_epoch(via, tenant, after.epoch, modules).await?;
+        }
+        let updates: Vec<(Module, u64)> = modules
+            .iter()
+            .map(|&module| (module, after.modules[module.index()]))
+            .collect();
+        self.generations.apply(tenant, after.epoch, &updates);
+        Ok(after)
+    }
+
+    /// From a write's commit (`at_us`, 0 when unknown) until now, as the invalidation lag.
+    fn observe_lag(&self, at_us: u64) {
+        if at_us > 0 {
+            let lag = micros_since_epoch(SystemTime::now()).saturating_sub(at_us);
+            self.metrics.invalidation_lag(Duration::from_micros(lag));
+        }
+    }
+
+    /// An invalidation did not reach Redis: run degraded until the bus reconnects and replays it.
+    fn redis_failed(&self, error: &CacheError) {
+        if let Some(redis) = &self.redis {
+            if redis.set_up(false) {
+                log::warn!("[Cache] Redis unreachable ({error}); serving from L1 and PostgreSQL");
+                // Invalidations from other instances cannot reach us now: keep L1 short-lived.
+                self.l1.clear();
+            }
+        }
+    }
+
+    /// A write this instance could not tell Redis about: its later reads use a namespace of
+    /// their own (a new random epoch no other instance or L2 entry has), so they show the write
+    /// at once; the outbox relay tells the others.
+    fn write_while_degraded(&self, tenant: TenantId) {
+        let mut count = self
+            .degraded_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        self.generations.detach(tenant);
+        *count += 1;
+    }
+
+    /// Applies a bus message from another instance.
+    pub(super) fn apply_message(&self, payload: &[u8]) {
+        let Some(message) = Message::decode(payload) else {
+            log::warn!("[Cache] ignoring a malformed bus message");
+            return;
+        };
+        if message.v != bus::VERSION || message.from == self.instance {
+            return;
+        }
+        if message.flush {
+            // `cache flush` removed the generations too: every namespace starts over, and
+            // loads already under way store under keys of the old ones.
+            self.generations.clear();
+            self.l1.clear();
+            log::info!("[Cache] Flushed L1 (remote)");
+            return;
+        }
+        let Some(tenant) = message.tenant.map(TenantId) else {
+            return;
+        };
+        let updates: Vec<(Module, u64)> = message
+            .gens
+            .iter()
+            .filter_map(|(module, value)| Module::from_name(module).map(|module| (module, *value)))
+            .collect();
+        self.generations.apply(tenant, message.epoch, &updates);
+        self.observe_lag(message.at_us);
+        for &(module, _) in &updates {
+            self.metrics.invalidation(module, true);
+            log::info!("[Cache] Invalidated: {module} for tenant {tenant} (remote)");
+        }
+    }
+
+    /// How many writes were invalidated only here so far (see [`Self::come_up`]).
+    pub(super) fn degraded_writes(&self) -> u64 {
+        *self
+            .degraded_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The bus (re)subscribed and the outbox was relayed: forget what may have been missed
+    /// (generations, all of L1) and only then count Redis as up, so that no answer from before
+    /// the reconnect is served as current. Refused (false) when a write was invalidated only
+    /// here since `degraded_writes` was read: the relay may not have seen its row, so the
+    /// caller relays again first.
+    pub(super) fn come_up(&self, degraded_writes: u64) -> bool {
+        let Some(redis) = &self.redis else {
+            return true;
+        };
+        let count = self
+            .degraded_writes
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if *count != degraded_writes {
+            return false;
+        }
+        self.generations.clear();
+        self.l1.clear();
+        redis.set_up(true);
+        self.metrics.bus_connected.set(1);
+        log::info!("[Cache] Redis connected: L2 and bus active, L1 dropped once");
+        true
+    }
+
+    pub(super) fn bus_lost(&self) {
+        self.metrics.bus_connected.set(0);
+        if let Some(redis) = &self.redis {
+            if redis.set_up(false) {
+                log::warn!("[Cache] Redis bus lost; serving from L1 and PostgreSQL");
+                self.l1.clear();
+            }
+        }
+    }
+}
+
+fn micros_since_epoch(at: SystemTime) -> u64 {
+    at.duration_since(UNIX_EPOCH)
+        .map_or(0, |since| since.as_micros() as u64)
+}
