@@ -2,7 +2,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::result::Error as DieselError;
 use serde_json::json;
 
 /// Every way a request can fail, one variant per row of the contract's error table.
@@ -123,48 +123,33 @@ impl ResponseError for ApiError {
     }
 }
 
-/// Names the request field behind a foreign-key constraint of the migrations.
-fn field_of_constraint(constraint: Option<&str>) -> Option<&'static str> {
-    match constraint? {
-        "contacts_account_fk" | "opportunities_account_fk" => Some("account_id"),
-        "opportunities_contact_fk" => Some("contact_id"),
-        _ => None,
-    }
-}
-
-impl From<DieselError> for ApiError {
-    fn from(error: DieselError) -> Self {
+impl From<crate::db::Error> for ApiError {
+    fn from(error: crate::db::Error) -> Self {
+        use crate::db::Error;
         match error {
-            DieselError::NotFound => ApiError::NotFound,
-            DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, info) => {
-                match field_of_constraint(info.constraint_name()) {
-                    Some(field) => ApiError::InvalidReference(field),
-                    None => ApiError::Internal(format!("foreign key: {}", info.message())),
-                }
-            }
-            DieselError::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                info,
-            ) => ApiError::DatabaseUnavailable(info.message().to_owned()),
-            // statement_timeout and admin shutdowns (pg_terminate_backend, restarts) mean the
-            // database cannot answer now, not that the request was wrong.
-            DieselError::DatabaseError(_, info)
-                if info.message().contains("statement timeout")
-                    || info.message().contains("terminating connection")
-                    || info.message().contains("shutting down") =>
-            {
-                ApiError::DatabaseUnavailable(info.message().to_owned())
-            }
-            other => ApiError::Internal(format!("database: {other}")),
+            Error::NotFound => ApiError::NotFound,
+            Error::InvalidReference(field) => ApiError::InvalidReference(field),
+            Error::Invalid(invalid) => invalid.into(),
+            Error::Busy(seconds) => ApiError::TooManyRequests(seconds),
+            Error::Unavailable(detail) => ApiError::DatabaseUnavailable(detail),
+            Error::Other(detail) => ApiError::Internal(format!("database: {detail}")),
         }
     }
 }
 
-impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>> for ApiError {
-    fn from(
-        error: deadpool::managed::PoolError<diesel_async::pooled_connection::PoolError>,
-    ) -> Self {
-        ApiError::DatabaseUnavailable(format!("connection pool: {error}"))
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(invalid: crate::domain::Invalid) -> Self {
+        match invalid {
+            crate::domain::Invalid::Query(message) => ApiError::InvalidQuery(message),
+            crate::domain::Invalid::Body(message) => ApiError::Validation(message),
+        }
+    }
+}
+
+/// Queries run inside a transaction closure (the bundle's snapshot) fail with diesel's error.
+impl From<DieselError> for ApiError {
+    fn from(error: DieselError) -> Self {
+        crate::db::Error::from(error).into()
     }
 }
 
@@ -172,6 +157,7 @@ impl From<deadpool::managed::PoolError<diesel_async::pooled_connection::PoolErro
 mod tests {
     use super::*;
     use actix_web::body::to_bytes;
+    use diesel::result::DatabaseErrorKind;
 
     async fn body_of(error: ApiError) -> (u16, serde_json::Value) {
         let response = error.error_response();

@@ -18,7 +18,7 @@ impl AppState {
         tenant: TenantId,
     ) -> Result<crate::db::Checkout, crate::errors::ApiError> {
         let share = self.shares.acquire(tenant).await?;
-        crate::db::Checkout::get(&self.pool, self.db_timeout, share).await
+        Ok(crate::db::Checkout::get(&self.pool, self.db_timeout, share).await?)
     }
 }
 

@@ -13,8 +13,8 @@ use super::schema::accounts;
 use crate::domain::entities::ACCOUNTS;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
+use crate::domain::Invalid;
 use crate::domain::TenantId;
-use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = accounts, check_for_backend(Pg))]
@@ -48,7 +48,7 @@ pub struct NewAccount {
 }
 
 impl NewAccount {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
         let now = super::now();
         Ok(NewAccount {
             id: Uuid::new_v4(),
@@ -78,7 +78,7 @@ pub struct AccountChanges {
 }
 
 impl AccountChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
         Ok(AccountChanges {
             name: body.value("name"),
             industry: body.take("industry"),

@@ -12,8 +12,8 @@ use super::schema::activities;
 use crate::domain::entities::ACTIVITIES;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
+use crate::domain::Invalid;
 use crate::domain::TenantId;
-use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = activities, check_for_backend(Pg))]
@@ -49,9 +49,9 @@ pub struct NewActivity {
 }
 
 /// `related_type` and `related_id` come together or not at all, both set or both null.
-fn related_pair(body: &mut ValidBody) -> Result<Option<Option<(String, Uuid)>>, ApiError> {
+fn related_pair(body: &mut ValidBody) -> Result<Option<Option<(String, Uuid)>>, Invalid> {
     let pair_error = || {
-        ApiError::Validation(
+        Invalid::Body(
             "field `related_id` must be given together with `related_type` (both set or both null)"
                 .into(),
         )
@@ -68,7 +68,7 @@ fn related_pair(body: &mut ValidBody) -> Result<Option<Option<(String, Uuid)>>, 
 }
 
 impl NewActivity {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
         let now = super::now();
         let related = related_pair(&mut body)?.flatten();
         Ok(NewActivity {
@@ -101,7 +101,7 @@ pub struct ActivityChanges {
 }
 
 impl ActivityChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
         let related = related_pair(&mut body)?;
         Ok(ActivityChanges {
             type_: body.value("type"),

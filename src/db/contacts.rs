@@ -12,8 +12,8 @@ use super::schema::contacts;
 use crate::domain::entities::CONTACTS;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
+use crate::domain::Invalid;
 use crate::domain::TenantId;
-use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = contacts, check_for_backend(Pg))]
@@ -48,7 +48,7 @@ pub struct NewContact {
 }
 
 impl NewContact {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
         let now = super::now();
         Ok(NewContact {
             id: Uuid::new_v4(),
@@ -80,7 +80,7 @@ pub struct ContactChanges {
 }
 
 impl ContactChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
         Ok(ContactChanges {
             first_name: body.take("first_name"),
             last_name: body.value("last_name"),

@@ -2,17 +2,16 @@
 
 use std::future::Future;
 
-use diesel::QueryResult;
 use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use uuid::Uuid;
 
+use super::error::{Error, Result};
 use crate::domain::cursor::Cursor;
 use crate::domain::entities::EntitySpec;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{Filters, ListQuery};
 use crate::domain::TenantId;
-use crate::errors::ApiError;
 
 /// A record's position in the `created_at DESC, id DESC` order.
 pub trait Keyed {
@@ -29,19 +28,19 @@ pub trait Entity: 'static {
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         query: &ListQuery,
-    ) -> impl Future<Output = QueryResult<Vec<Self::Record>>> + Send;
+    ) -> impl Future<Output = Result<Vec<Self::Record>>> + Send;
 
     fn count(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         filters: &Filters,
-    ) -> impl Future<Output = QueryResult<i64>> + Send;
+    ) -> impl Future<Output = Result<i64>> + Send;
 
     fn get(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         id: Uuid,
-    ) -> impl Future<Output = QueryResult<Self::Record>> + Send;
+    ) -> impl Future<Output = Result<Self::Record>> + Send;
 
     /// Writes run inside the caller's transaction ([`crate::db::Checkout::write`]), which also
     /// records their cache invalidation.
@@ -49,7 +48,7 @@ pub trait Entity: 'static {
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         body: ValidBody,
-    ) -> impl Future<Output = Result<Self::Record, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Self::Record>> + Send;
 
     /// Changes only the fields in `body`; `NotFound` when the tenant has no such record.
     fn update(
@@ -57,14 +56,14 @@ pub trait Entity: 'static {
         tenant: TenantId,
         id: Uuid,
         body: ValidBody,
-    ) -> impl Future<Output = Result<Self::Record, ApiError>> + Send;
+    ) -> impl Future<Output = Result<Self::Record>> + Send;
 
     /// `NotFound` when the tenant has no such record.
     fn delete(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         id: Uuid,
-    ) -> impl Future<Output = QueryResult<()>> + Send;
+    ) -> impl Future<Output = Result<()>> + Send;
 }
 
 /// One page of a keyset list.
@@ -86,9 +85,9 @@ pub fn page<R: Keyed>(mut rows: Vec<R>, limit: i64) -> Page<R> {
 }
 
 /// `NotFound` unless a delete removed a row.
-pub fn deleted(rows: usize) -> QueryResult<()> {
+pub fn deleted(rows: usize) -> Result<()> {
     if rows == 0 {
-        Err(diesel::result::Error::NotFound)
+        Err(Error::NotFound)
     } else {
         Ok(())
     }
@@ -109,7 +108,7 @@ pub async fn check_reference(
     tenant: TenantId,
     kind: &str,
     id: Uuid,
-) -> Result<(), ApiError> {
+) -> Result<()> {
     use super::schema::{accounts, contacts, leads, opportunities};
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
@@ -135,7 +134,7 @@ pub async fn check_reference(
     };
     found
         .map(|_| ())
-        .ok_or(ApiError::InvalidReference("related_id"))
+        .ok_or(Error::InvalidReference("related_id"))
 }
 
 /// Implements [`Keyed`], a `list_query` and [`Entity`] for one table. The entity module supplies
@@ -182,36 +181,36 @@ macro_rules! impl_entity {
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 query: &$crate::domain::query::ListQuery,
-            ) -> diesel::QueryResult<Vec<$record>> {
-                list_query(tenant, query).load(conn).await
+            ) -> $crate::db::Result<Vec<$record>> {
+                Ok(list_query(tenant, query).load(conn).await?)
             }
 
             async fn count(
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 filters: &$crate::domain::query::Filters,
-            ) -> diesel::QueryResult<i64> {
-                filtered(tenant, filters).count().get_result(conn).await
+            ) -> $crate::db::Result<i64> {
+                Ok(filtered(tenant, filters).count().get_result(conn).await?)
             }
 
             async fn get(
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
-            ) -> diesel::QueryResult<$record> {
-                $table::table
+            ) -> $crate::db::Result<$record> {
+                Ok($table::table
                     .filter($table::tenant_id.eq(tenant.0))
                     .filter($table::id.eq(id))
                     .select($record::as_select())
                     .first(conn)
-                    .await
+                    .await?)
             }
 
             async fn create(
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 body: $crate::domain::fields::ValidBody,
-            ) -> Result<$record, $crate::errors::ApiError> {
+            ) -> $crate::db::Result<$record> {
                 let new = $new::from_body(tenant, body)?;
                 if let Some((kind, id)) = $crate::db::entity::References::references(&new) {
                     $crate::db::entity::check_reference(conn, tenant, kind, id).await?;
@@ -228,7 +227,7 @@ macro_rules! impl_entity {
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
                 body: $crate::domain::fields::ValidBody,
-            ) -> Result<$record, $crate::errors::ApiError> {
+            ) -> $crate::db::Result<$record> {
                 let changes = $changes::from_body(body)?;
                 if let Some((kind, related)) = $crate::db::entity::References::references(&changes)
                 {
@@ -249,7 +248,7 @@ macro_rules! impl_entity {
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
-            ) -> diesel::QueryResult<()> {
+            ) -> $crate::db::Result<()> {
                 let rows = diesel::delete(
                     $table::table
                         .filter($table::tenant_id.eq(tenant.0))

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod activities;
 pub mod contacts;
 pub mod entity;
+mod error;
 pub mod explain;
 pub mod leads;
 pub mod opportunities;
@@ -31,9 +32,8 @@ use serde::Serializer;
 
 use crate::config::Config;
 use crate::domain::cursor::Cursor;
-use crate::errors::ApiError;
-
 pub use entity::Entity;
+pub use error::{Error, Result};
 
 /// The pooled PostgreSQL connections of one process.
 pub type Pool = diesel_async::pooled_connection::deadpool::Pool<AsyncPgConnection>;
@@ -100,7 +100,7 @@ impl Checkout {
         pool: &Pool,
         timeout: std::time::Duration,
         share: share::SharePermit,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self> {
         Ok(Checkout {
             conn: Some(pool.get().await?),
             timeout,
@@ -114,10 +114,10 @@ impl Checkout {
     pub async fn run<'a, T, E, Fut>(
         &'a mut self,
         work: impl FnOnce(&'a mut AsyncPgConnection) -> Fut,
-    ) -> Result<T, ApiError>
+    ) -> Result<T, E>
     where
         Fut: std::future::Future<Output = Result<T, E>> + 'a,
-        ApiError: From<E>,
+        E: From<Error>,
     {
         let Checkout {
             conn,
@@ -126,15 +126,16 @@ impl Checkout {
             ..
         } = self;
         let Some(conn) = conn.as_mut() else {
-            return Err(ApiError::DatabaseUnavailable("connection discarded".into()));
+            return Err(Error::Unavailable("connection discarded".into()).into());
         };
         match tokio::time::timeout(*timeout, work(conn)).await {
-            Ok(result) => result.map_err(ApiError::from),
+            Ok(result) => result,
             Err(_) => {
                 *poisoned = true;
-                Err(ApiError::DatabaseUnavailable(format!(
-                    "no answer from the database within {timeout:?}"
-                )))
+                Err(
+                    Error::Unavailable(format!("no answer from the database within {timeout:?}"))
+                        .into(),
+                )
             }
         }
     }
@@ -153,7 +154,7 @@ pub enum Commit {
 
 /// The outcome of [`Checkout::write`].
 pub struct Write<T> {
-    pub result: Result<T, ApiError>,
+    pub result: Result<T>,
     pub commit: Commit,
 }
 
@@ -165,13 +166,13 @@ impl Checkout {
     pub async fn write<T>(
         &mut self,
         invalidates: Option<(crate::domain::TenantId, &[crate::domain::Module])>,
-        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T, ApiError>,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T>,
     ) -> Write<T> {
         use diesel_async::{AnsiTransactionManager, TransactionManager};
         let timeout = self.timeout;
         let Some(conn) = self.conn.as_mut() else {
             return Write {
-                result: Err(ApiError::DatabaseUnavailable("connection discarded".into())),
+                result: Err(Error::Unavailable("connection discarded".into())),
                 commit: Commit::None,
             };
         };
@@ -186,7 +187,7 @@ impl Checkout {
                     Some((tenant, modules)) => Some(outbox::record(conn, tenant, modules).await?),
                     None => None,
                 };
-                Ok::<_, ApiError>((value, row))
+                Ok::<_, Error>((value, row))
             }
             .await;
             match done {
@@ -207,7 +208,7 @@ impl Checkout {
             Ok(result) => result,
             Err(_) => {
                 self.poisoned = true;
-                Err(ApiError::DatabaseUnavailable(format!(
+                Err(Error::Unavailable(format!(
                     "no answer from the database within {timeout:?}"
                 )))
             }

@@ -17,8 +17,8 @@ use super::schema::opportunities;
 use crate::domain::entities::OPPORTUNITIES;
 use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
+use crate::domain::Invalid;
 use crate::domain::TenantId;
-use crate::errors::ApiError;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
 #[diesel(table_name = opportunities, check_for_backend(Pg))]
@@ -55,7 +55,7 @@ pub struct NewOpportunity {
 }
 
 impl NewOpportunity {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
         let now = super::now();
         Ok(NewOpportunity {
             id: Uuid::new_v4(),
@@ -88,7 +88,7 @@ pub struct OpportunityChanges {
 }
 
 impl OpportunityChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, ApiError> {
+    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
         Ok(OpportunityChanges {
             name: body.value("name"),
             account_id: body.take("account_id"),
@@ -149,8 +149,8 @@ pub async fn stats(
     conn: &mut AsyncPgConnection,
     tenant: TenantId,
     account: Option<Uuid>,
-) -> QueryResult<Vec<StageRow>> {
-    stats_query(tenant, account).load(conn).await
+) -> super::Result<Vec<StageRow>> {
+    Ok(stats_query(tenant, account).load(conn).await?)
 }
 
 impl References for NewOpportunity {}

@@ -10,8 +10,8 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use uuid::Uuid;
 
+use super::error::Error;
 use crate::domain::TenantId;
-use crate::errors::ApiError;
 
 /// How long work past its tenant's share waits for one of that tenant's connections to come
 /// back before it is refused: long enough for a dashboard's burst of parallel reads.
@@ -50,11 +50,11 @@ impl TenantShares {
 
     /// Takes one of `tenant`'s connections, waiting briefly; `429 too_many_requests` if the
     /// tenant still holds all of them.
-    pub async fn acquire(&self, tenant: TenantId) -> Result<SharePermit, ApiError> {
+    pub async fn acquire(&self, tenant: TenantId) -> Result<SharePermit, Error> {
         let semaphore = self.semaphore(tenant);
         match tokio::time::timeout(WAIT, semaphore.acquire_owned()).await {
             Ok(Ok(permit)) => Ok(SharePermit { _permit: permit }),
-            _ => Err(ApiError::TooManyRequests(RETRY_AFTER_SECS)),
+            _ => Err(Error::Busy(RETRY_AFTER_SECS)),
         }
     }
 
@@ -97,10 +97,7 @@ mod tests {
             shares.acquire(busy).await.unwrap(),
             shares.acquire(busy).await.unwrap(),
         ];
-        assert!(matches!(
-            shares.acquire(busy).await,
-            Err(ApiError::TooManyRequests(_))
-        ));
+        assert!(matches!(shares.acquire(busy).await, Err(Error::Busy(_))));
         assert!(shares.acquire(other).await.is_ok());
         drop(held);
         assert!(shares.acquire(busy).await.is_ok());

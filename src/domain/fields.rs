@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use super::echo;
 use super::entities::EntitySpec;
-use crate::errors::ApiError;
+use super::Invalid;
 
 /// Fields every record has that the server sets.
 pub const READ_ONLY: &[&str] = &["id", "tenant_id", "created_at", "updated_at"];
@@ -137,9 +137,9 @@ impl ValidBody {
     }
 
     /// A required field on create.
-    pub fn required<T: FromFieldValue>(&mut self, name: &'static str) -> Result<T, ApiError> {
+    pub fn required<T: FromFieldValue>(&mut self, name: &'static str) -> Result<T, Invalid> {
         self.value(name)
-            .ok_or_else(|| ApiError::Validation(format!("field `{name}` is required")))
+            .ok_or_else(|| Invalid::Body(format!("field `{name}` is required")))
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -157,25 +157,22 @@ pub fn parse_body(
     spec: &EntitySpec,
     body: Map<String, Value>,
     mode: Mode,
-) -> Result<ValidBody, ApiError> {
+) -> Result<ValidBody, Invalid> {
     let mut valid = ValidBody::default();
     for (key, value) in body {
         if let Some(name) = READ_ONLY.iter().find(|name| **name == key) {
-            return Err(ApiError::Validation(format!("field `{name}` is read-only")));
+            return Err(Invalid::Body(format!("field `{name}` is read-only")));
         }
         let field = spec
             .field(&key)
-            .ok_or_else(|| ApiError::Validation(format!("unknown field {}", echo(&key))))?;
+            .ok_or_else(|| Invalid::Body(format!("unknown field {}", echo(&key))))?;
         let parsed = field.parse(value)?;
         valid.0.insert(field.name, parsed);
     }
     if mode == Mode::Create {
         for field in spec.fields {
             if matches!(field.presence, Presence::Required) && !valid.contains(field.name) {
-                return Err(ApiError::Validation(format!(
-                    "field `{}` is required",
-                    field.name
-                )));
+                return Err(Invalid::Body(format!("field `{}` is required", field.name)));
             }
         }
     }
@@ -183,12 +180,12 @@ pub fn parse_body(
 }
 
 impl FieldSpec {
-    fn invalid(&self, rule: impl std::fmt::Display) -> ApiError {
-        ApiError::Validation(format!("field `{}` {rule}", self.name))
+    fn invalid(&self, rule: impl std::fmt::Display) -> Invalid {
+        Invalid::Body(format!("field `{}` {rule}", self.name))
     }
 
     /// Parses one JSON value according to this field's rule.
-    pub fn parse(&self, value: Value) -> Result<FieldValue, ApiError> {
+    pub fn parse(&self, value: Value) -> Result<FieldValue, Invalid> {
         if value.is_null() {
             return match self.presence {
                 Presence::Nullable => Ok(FieldValue::Null),
@@ -237,8 +234,9 @@ impl FieldSpec {
                 };
                 let decimal = BigDecimal::from_str(&number.to_string())
                     .map_err(|_| self.invalid("must be a number"))?;
+                // A constant of the entity tables, always a number.
                 let max = BigDecimal::from_str(&max.to_string())
-                    .map_err(|_| ApiError::internal("money bound"))?;
+                    .expect("the bound of a money rule is a number");
                 if decimal.sign() == bigdecimal::num_bigint::Sign::Minus || decimal > max {
                     return Err(self.invalid(format_args!("must be between 0 and {max}")));
                 }
@@ -280,7 +278,7 @@ impl FieldSpec {
         }
     }
 
-    fn string(&self, value: Value, max: usize) -> Result<String, ApiError> {
+    fn string(&self, value: Value, max: usize) -> Result<String, Invalid> {
         let Value::String(text) = value else {
             return Err(self.invalid("must be a string"));
         };
@@ -311,7 +309,7 @@ mod tests {
     use crate::domain::entities::OPPORTUNITIES;
     use serde_json::json;
 
-    fn parse(body: Value, mode: Mode) -> Result<ValidBody, ApiError> {
+    fn parse(body: Value, mode: Mode) -> Result<ValidBody, Invalid> {
         let Value::Object(map) = body else {
             panic!("test body must be an object")
         };

@@ -9,6 +9,17 @@ pub mod query;
 
 pub use module::{Module, Operation};
 
+/// Why client input is not valid; each becomes its row of the contract's error table.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Invalid {
+    /// A query string (`400 invalid_query`).
+    #[error("{0}")]
+    Query(String),
+    /// A request body's fields (`400 validation_failed`).
+    #[error("{0}")]
+    Body(String),
+}
+
 /// The tenant a request acts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TenantId(pub uuid::Uuid);

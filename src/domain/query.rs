@@ -8,8 +8,8 @@ use uuid::Uuid;
 use super::cursor::{Cursor, CursorCodec};
 use super::echo;
 use super::entities::{EntitySpec, FilterKind};
+use super::Invalid;
 use crate::domain::TenantId;
-use crate::errors::ApiError;
 
 pub const DEFAULT_LIMIT: i64 = 50;
 pub const MAX_LIMIT: i64 = 200;
@@ -57,20 +57,19 @@ pub fn decode_query(raw: &str) -> Option<Vec<(String, String)>> {
 
 /// Splits a query string into its parameters, sorted by name (the canonical order), refusing
 /// names outside `allowed` and repeated names.
-pub fn parse_params(raw: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, ApiError> {
-    let pairs = decode_query(raw).ok_or_else(|| {
-        ApiError::InvalidQuery("the query string is not valid UTF-8 once decoded".into())
-    })?;
+pub fn parse_params(raw: &str, allowed: &[&str]) -> Result<BTreeMap<String, String>, Invalid> {
+    let pairs = decode_query(raw)
+        .ok_or_else(|| Invalid::Query("the query string is not valid UTF-8 once decoded".into()))?;
     let mut params = BTreeMap::new();
     for (name, value) in pairs {
         if !allowed.contains(&name.as_str()) {
-            return Err(ApiError::InvalidQuery(format!(
+            return Err(Invalid::Query(format!(
                 "unknown query parameter {}",
                 echo(&name)
             )));
         }
         if params.contains_key(&name) {
-            return Err(ApiError::InvalidQuery(format!(
+            return Err(Invalid::Query(format!(
                 "query parameter {} is given more than once",
                 echo(&name)
             )));
@@ -138,16 +137,16 @@ impl Filters {
     }
 
     /// Reads `q` and the entity's filters out of `params`, leaving the rest.
-    fn take(spec: &EntitySpec, params: &mut BTreeMap<String, String>) -> Result<Self, ApiError> {
+    fn take(spec: &EntitySpec, params: &mut BTreeMap<String, String>) -> Result<Self, Invalid> {
         let mut filters = Filters::default();
         if let Some(q) = params.remove("q") {
             if q.chars().count() > Q_MAX {
-                return Err(ApiError::InvalidQuery(format!(
+                return Err(Invalid::Query(format!(
                     "`q` must be at most {Q_MAX} characters"
                 )));
             }
             if q.contains('\0') {
-                return Err(ApiError::InvalidQuery("`q` must not contain NUL".into()));
+                return Err(Invalid::Query("`q` must not contain NUL".into()));
             }
             // An empty search box means no search.
             filters.q = Some(q).filter(|q| !q.is_empty());
@@ -156,8 +155,7 @@ impl Filters {
             let Some(raw) = params.remove(filter.name) else {
                 continue;
             };
-            let invalid =
-                |rule: &str| ApiError::InvalidQuery(format!("filter `{}` {rule}", filter.name));
+            let invalid = |rule: &str| Invalid::Query(format!("filter `{}` {rule}", filter.name));
             let value = match filter.kind {
                 FilterKind::Uuid => {
                     FilterValue::Uuid(Uuid::try_parse(&raw).map_err(|_| invalid("must be a UUID"))?)
@@ -227,7 +225,7 @@ impl ListQuery {
         raw: &str,
         codec: &CursorCodec,
         tenant: TenantId,
-    ) -> Result<Self, ApiError> {
+    ) -> Result<Self, Invalid> {
         let mut params = parse_params(raw, &allowed_params(spec, true))?;
         let limit = match params.remove("limit") {
             None => DEFAULT_LIMIT,
@@ -236,15 +234,16 @@ impl ListQuery {
                 .ok()
                 .filter(|limit| (1..=MAX_LIMIT).contains(limit))
                 .ok_or_else(|| {
-                    ApiError::InvalidQuery(format!("`limit` must be an integer 1 to {MAX_LIMIT}"))
+                    Invalid::Query(format!("`limit` must be an integer 1 to {MAX_LIMIT}"))
                 })?,
         };
-        let cursor = match params.remove("cursor") {
-            None => None,
-            Some(text) => Some(codec.decode(tenant, spec.module, &text).ok_or_else(|| {
-                ApiError::InvalidQuery("`cursor` is not a cursor of this list".into())
-            })?),
-        };
+        let cursor =
+            match params.remove("cursor") {
+                None => None,
+                Some(text) => Some(codec.decode(tenant, spec.module, &text).ok_or_else(|| {
+                    Invalid::Query("`cursor` is not a cursor of this list".into())
+                })?),
+            };
         let filters = Filters::take(spec, &mut params)?;
         Ok(ListQuery {
             limit,
@@ -255,7 +254,7 @@ impl ListQuery {
 }
 
 /// Parses a `GET /api/v2/E/count` query: `q` and filters only.
-pub fn parse_count(spec: &EntitySpec, raw: &str) -> Result<Filters, ApiError> {
+pub fn parse_count(spec: &EntitySpec, raw: &str) -> Result<Filters, Invalid> {
     let mut params = parse_params(raw, &allowed_params(spec, false))?;
     Filters::take(spec, &mut params)
 }
@@ -267,14 +266,13 @@ pub struct StatsQuery {
 }
 
 impl StatsQuery {
-    pub fn parse(raw: &str) -> Result<Self, ApiError> {
+    pub fn parse(raw: &str) -> Result<Self, Invalid> {
         let params = parse_params(raw, &["account_id"])?;
         let account = params
             .get("account_id")
             .map(|raw| {
-                Uuid::try_parse(raw).map_err(|_| {
-                    ApiError::InvalidQuery("filter `account_id` must be a UUID".into())
-                })
+                Uuid::try_parse(raw)
+                    .map_err(|_| Invalid::Query("filter `account_id` must be a UUID".into()))
             })
             .transpose()?;
         Ok(StatsQuery { account })
@@ -289,7 +287,7 @@ impl StatsQuery {
 }
 
 /// Parses a query that takes no parameters at all (the dashboard bundle).
-pub fn parse_none(raw: &str) -> Result<Params<'static>, ApiError> {
+pub fn parse_none(raw: &str) -> Result<Params<'static>, Invalid> {
     parse_params(raw, &[])?;
     Ok(Params::new())
 }
@@ -313,7 +311,7 @@ mod tests {
     use super::*;
     use crate::domain::entities::OPPORTUNITIES;
 
-    fn list(raw: &str) -> Result<ListQuery, ApiError> {
+    fn list(raw: &str) -> Result<ListQuery, Invalid> {
         ListQuery::parse(
             &OPPORTUNITIES,
             raw,

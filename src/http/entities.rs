@@ -186,7 +186,7 @@ fn outbox(
 fn answer<T>(write: Write<T>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
     let mut response = match write.result {
         Ok(value) => ok(value),
-        Err(error) => error.error_response(),
+        Err(error) => ApiError::from(error).error_response(),
     };
     if let Commit::Maybe(row) = write.commit {
         response.extensions_mut().insert(MayHaveCommitted(row));
@@ -244,7 +244,7 @@ async fn delete<E: Entity>(
     let tenant = principal.tenant;
     let write = db
         .write(outbox(&state, &principal, &req), async |conn| {
-            Ok(E::delete(conn, tenant, id).await?)
+            E::delete(conn, tenant, id).await
         })
         .await;
     Ok(answer(write, |()| HttpResponse::NoContent().finish()))
