@@ -6,7 +6,6 @@ pub mod activities;
 pub mod contacts;
 pub mod entity;
 mod error;
-pub mod explain;
 pub mod leads;
 pub mod opportunities;
 pub mod outbox;

@@ -1,33 +1,27 @@
-//! One integration test binary: the service over HTTP against a real PostgreSQL.
+//! The API tests: the service over HTTP against a real PostgreSQL and Redis, every test in a
+//! database of its own. The quick inner loop (`cargo test --test api`); the tests that stop,
+//! freeze or flood servers are in `tests/faults/`.
 
-mod helpers;
+mod support;
+// The harness under the name every test file imports it by.
+use support::harness as helpers;
 
 mod auth;
-mod bus_faults;
 mod cache;
-mod cache_faults;
 mod cache_race;
 mod cli;
-mod cluster;
 mod crud;
 mod dashboard;
 mod errors;
-mod fairness;
 mod filters;
 mod health;
 mod logs;
 mod metrics;
 mod money;
 mod openapi;
-mod outbox;
 mod paging;
 mod plans;
-mod proxy;
-mod redis_acl;
-mod redis_forgets;
-mod redis_server;
 mod relations;
-mod reliability;
 mod rfc;
 mod rotation;
 mod security;

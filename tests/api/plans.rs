@@ -1,8 +1,8 @@
 //! The planner uses an index for one tenant's list, count, stats and search on a table big
 //! enough for a sequential scan to be tempting.
 
+use crate::support::explain::explain;
 use aishacrm::auth::TenantId;
-use aishacrm::db::explain::explain;
 use aishacrm::db::{opportunities, seed};
 use aishacrm::domain::cursor::Cursor;
 use aishacrm::domain::entities::OPPORTUNITIES;

@@ -19,7 +19,7 @@ use crate::helpers::{
     header, into_json, minimal, redis_url, spawn_app, spawn_replicas, RedisPrefix, TestApp,
     TestDatabase, LEAKS, MODULES,
 };
-use crate::logs::Server;
+use crate::support::binary::Server;
 
 // ---------------------------------------------------------------------------------------------
 // Helpers

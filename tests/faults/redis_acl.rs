@@ -7,7 +7,7 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use crate::helpers::{minimal, spawn_replicas_on};
-use crate::redis_server::RedisServer;
+use crate::support::redis_server::RedisServer;
 
 /// The commands the README lists as the least privileges to grant.
 const COMMANDS: &str = "+get +psetex +evalsha +script|load +info +hmget +hset +hincrby \

@@ -12,7 +12,7 @@ use aishacrm::auth::{JwtKeys, Role};
 use uuid::Uuid;
 
 use crate::helpers::{minimal, redis_url, RedisPrefix, TestDatabase};
-use crate::logs::Server;
+use crate::support::binary::Server;
 
 /// `samples` sequential uncached reads (a fresh `q` each time) by `token`: their latencies in
 /// milliseconds, sorted, and how many did not answer 200.

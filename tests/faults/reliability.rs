@@ -39,8 +39,8 @@ use crate::helpers::{
     redis_url, spawn_app_with, spawn_replicas_on, test_config, time_until_redis, RedisPrefix,
     TestDatabase, MODULES,
 };
-use crate::logs::Server;
-use crate::redis_server::{free_port, RedisServer};
+use crate::support::binary::Server;
+use crate::support::redis_server::{free_port, RedisServer};
 
 // =============================================================================================
 // Bounds.

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use crate::helpers::{
     header, minimal, redis_url, spawn_replicas, spawn_replicas_on, time_until_redis, TestApp,
 };
-use crate::redis_server::RedisServer;
+use crate::support::redis_server::RedisServer;
 
 /// The writer shows `expected` at once; every other instance within 100 ms.
 async fn everyone_shows(writer: &TestApp, others: &[&TestApp], token: &str, expected: i64) {

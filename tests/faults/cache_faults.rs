@@ -21,8 +21,8 @@ use crate::helpers::{
     assert_error, header, into_json, minimal, ready, spawn_replicas_on, start, test_config,
     time_until_redis, TestApp, TestDatabase,
 };
-use crate::proxy::{through_proxy, Proxy};
-use crate::redis_server::RedisServer;
+use crate::support::proxy::{through_proxy, Proxy};
+use crate::support::redis_server::RedisServer;
 
 // ---------------------------------------------------------------------------------------------
 // A redis-server of the test's own.

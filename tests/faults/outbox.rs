@@ -14,9 +14,9 @@ use crate::helpers::{
     assert_error, minimal, ready, spawn_replicas_on, start, test_config, time_until_redis, TestApp,
     TestDatabase,
 };
-use crate::logs::Server;
-use crate::proxy::{through_proxy, Proxy};
-use crate::redis_server::RedisServer;
+use crate::support::binary::Server;
+use crate::support::proxy::{through_proxy, Proxy};
+use crate::support::redis_server::RedisServer;
 
 /// Rows waiting in the outbox of `app`'s database.
 async fn outbox_rows(app: &TestApp) -> i64 {

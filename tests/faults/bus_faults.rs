@@ -7,8 +7,8 @@ use std::time::{Duration, Instant};
 use uuid::Uuid;
 
 use crate::helpers::{minimal, ready, spawn_replicas_on};
-use crate::proxy::Proxy;
-use crate::redis_server::RedisServer;
+use crate::support::proxy::Proxy;
+use crate::support::redis_server::RedisServer;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_silent_redis_counts_as_down_within_2_s_on_an_instance_that_serves_only_l1_hits() {
