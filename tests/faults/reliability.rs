@@ -927,6 +927,10 @@ async fn postgres_connections_killed_under_load() {
     within(TEST_LIMIT, "the test", async {
         let app = spawn_app_with(|config| {
             config.db_pool_size = 4;
+            // One tenant's load on 4 connections: its share (1 of them) would answer 429
+            // whenever a killed connection is being replaced (tests/faults/fairness.rs covers
+            // the share).
+            config.tenant_max_db_share = 1.0;
             config.db_acquire_timeout_ms = ACQUIRE_MS;
             config.db_statement_timeout_ms = STATEMENT_MS;
         })
@@ -1263,6 +1267,10 @@ async fn postgres_server_restarted_under_load() {
 
         let mut config = test_config(&url);
         config.db_pool_size = 4;
+        // One tenant's load on 4 connections: its share (1 of them) would answer 429
+        // whenever a killed connection is being replaced (tests/faults/fairness.rs covers
+        // the share).
+        config.tenant_max_db_share = 1.0;
         config.db_acquire_timeout_ms = ACQUIRE_MS;
         config.db_statement_timeout_ms = STATEMENT_MS;
         let secret = config.jwt_secret.clone().unwrap().0;
@@ -1740,6 +1748,10 @@ async fn redis_killed_and_restarted_under_mixed_load() {
         let apps = spawn_replicas_on(2, &redis.url(), |config| {
             config.cache_degraded_l1_ttl_secs = 1;
             config.db_pool_size = 4;
+            // One tenant's load on 4 connections: its share (1 of them) would answer 429
+            // whenever a killed connection is being replaced (tests/faults/fairness.rs covers
+            // the share).
+            config.tenant_max_db_share = 1.0;
         })
         .await;
         let (a, b) = (&apps[0], &apps[1]);
