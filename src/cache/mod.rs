@@ -157,19 +157,7 @@ impl Cache {
         let stale = match lookup.read {
             Read::Fresh => None,
             Read::Cached | Read::Warm => match self.find(lookup.tenant, &key).await {
-                Found::Fresh(tier, entry) => {
-                    self.count(lookup, Outcome::Hit, tier);
-                    if lookup.read == Read::Cached {
-                        self.metrics
-                            .hit_age(lookup.module, lookup.operation, entry.age());
-                        log_hit(lookup, tier);
-                    }
-                    return Ok(Answer {
-                        entry,
-                        source: Source::Hit(tier),
-                        stored: false,
-                    });
-                }
+                Found::Fresh(tier, entry) => return Ok(self.hit(lookup, tier, entry)),
                 Found::Stale(entry) => Some(entry),
                 Found::Absent => None,
             },
@@ -222,21 +210,41 @@ impl Cache {
                         && !self.fail_safe.is_zero()
                         && lookup.read != Read::Warm =>
                 {
-                    self.count(lookup, Outcome::Stale, Tier::None);
-                    log::warn!(
-                        "[Cache] Stale: {} {} for tenant {} (database unavailable or busy)",
-                        lookup.module,
-                        lookup.operation,
-                        lookup.tenant
-                    );
-                    Ok(Answer {
-                        entry,
-                        source: Source::Stale,
-                        stored: false,
-                    })
+                    Ok(self.stale(lookup, entry))
                 }
                 _ => Err(error),
             },
+        }
+    }
+
+    /// A fresh entry found in a tier.
+    fn hit(&self, lookup: &Lookup<'_>, tier: Tier, entry: Arc<Entry>) -> Answer {
+        self.count(lookup, Outcome::Hit, tier);
+        if lookup.read == Read::Cached {
+            self.metrics
+                .hit_age(lookup.module, lookup.operation, entry.age());
+            log_hit(lookup, tier);
+        }
+        Answer {
+            entry,
+            source: Source::Hit(tier),
+            stored: false,
+        }
+    }
+
+    /// An entry past its TTL standing in for a loader whose store is unavailable.
+    fn stale(&self, lookup: &Lookup<'_>, entry: Arc<Entry>) -> Answer {
+        self.count(lookup, Outcome::Stale, Tier::None);
+        log::warn!(
+            "[Cache] Stale: {} {} for tenant {} (database unavailable or busy)",
+            lookup.module,
+            lookup.operation,
+            lookup.tenant
+        );
+        Answer {
+            entry,
+            source: Source::Stale,
+            stored: false,
         }
     }
 
