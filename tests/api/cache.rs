@@ -154,7 +154,7 @@ async fn warm(app: &TestApp, token: &str, routes: &[&str]) {
 
 #[tokio::test]
 async fn deletes_cascade_to_the_modules_whose_references_they_clear_and_updates_do_not() {
-    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let prefix = crate::helpers::test_prefix();
     let apps = spawn_app_with(|config| {
         config.redis_url = crate::helpers::redis_url();
         config.cache_key_prefix = prefix.clone();
@@ -562,7 +562,7 @@ async fn metrics_count_cache_results_without_tenant_ids() {
 
 #[tokio::test]
 async fn cache_flush_removes_only_this_services_entries_and_drops_every_l1() {
-    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let prefix = crate::helpers::test_prefix();
     let apps = spawn_replicas(2, |config| config.cache_key_prefix = prefix.clone()).await;
     let token = apps[0].token(Uuid::new_v4());
     for app in &apps {

@@ -444,12 +444,7 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
                     .send()
                     .await
                     .expect("sending GET count");
-                let cache = response
-                    .headers()
-                    .get("x-cache")
-                    .and_then(|value| value.to_str().ok())
-                    .unwrap_or("")
-                    .to_owned();
+                let cache = header(&response, "x-cache");
                 let status = response.status().as_u16();
                 let body = response.text().await.expect("reading the body");
                 finished.fetch_add(1, Ordering::SeqCst);

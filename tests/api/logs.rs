@@ -4,17 +4,14 @@ use std::time::Duration;
 
 use uuid::Uuid;
 
-use crate::helpers::{minimal, redis_url, TestDatabase};
+use crate::helpers::{minimal, TestDatabase};
 use crate::support::binary::Server;
 
 #[tokio::test]
 async fn hits_misses_invalidations_and_stats_are_logged_as_the_contract_says() {
     let database = TestDatabase::create().await;
-    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
-    let _keys = crate::helpers::RedisPrefix {
-        url: redis_url(),
-        prefix: prefix.clone(),
-    };
+    let redis_keys = crate::helpers::RedisPrefix::fresh();
+    let prefix = redis_keys.prefix.clone();
     let secret = format!("secret-{}", Uuid::new_v4());
     let mut one = Server::start(&database.url, &prefix, &secret);
     let mut two = Server::start(&database.url, &prefix, &secret);

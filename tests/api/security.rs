@@ -16,8 +16,8 @@ use uuid::Uuid;
 
 use crate::errors::assert_error_body;
 use crate::helpers::{
-    header, into_json, minimal, redis_url, spawn_app, spawn_replicas, RedisPrefix, TestApp,
-    TestDatabase, LEAKS, MODULES,
+    header, into_json, minimal, spawn_app, spawn_replicas, RedisPrefix, TestApp, TestDatabase,
+    LEAKS, MODULES,
 };
 use crate::support::binary::Server;
 
@@ -1338,11 +1338,8 @@ async fn edge_inputs_never_answer_5xx_nor_error_bodies_with_internal_text() {
 #[tokio::test]
 async fn log_lines_never_carry_client_supplied_text() {
     let database = TestDatabase::create().await;
-    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
-    let _keys = RedisPrefix {
-        url: redis_url(),
-        prefix: prefix.clone(),
-    };
+    let redis_keys = RedisPrefix::fresh();
+    let prefix = redis_keys.prefix.clone();
     let secret = format!("secret-{}", Uuid::new_v4());
     let mut server = Server::start(&database.url, &prefix, &secret);
     let tenant = Uuid::new_v4();

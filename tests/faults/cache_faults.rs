@@ -914,12 +914,7 @@ async fn outcome(
         ),
         Ok(response) => {
             let elapsed = started.elapsed();
-            let cache = response
-                .headers()
-                .get("x-cache")
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
+            let cache = header(&response, "x-cache");
             let (status, body) = into_json(response).await;
             let acceptable = elapsed < Duration::from_secs(5)
                 && (status == 503 && body["error"]["code"] == "database_unavailable"

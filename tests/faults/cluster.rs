@@ -129,7 +129,7 @@ impl Cluster {
 #[tokio::test]
 async fn two_instances_share_a_cluster_cache_and_invalidate_each_other() {
     let cluster = Cluster::start();
-    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    let prefix = crate::helpers::test_prefix();
     let nodes = cluster.nodes();
     let apps = spawn_replicas_on(2, "none", |config| {
         config.redis_cluster_nodes = Some(nodes.clone());

@@ -53,11 +53,8 @@ fn percentile(sorted: &[f64], fraction: f64) -> f64 {
 #[ignore = "a timing benchmark: bench/fairness.sh runs it"]
 async fn a_flooding_tenant_is_held_to_its_share_while_another_keeps_its_latency() {
     let database = TestDatabase::create().await;
-    let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
-    let _keys = RedisPrefix {
-        url: redis_url(),
-        prefix: prefix.clone(),
-    };
+    let redis_keys = RedisPrefix::fresh();
+    let prefix = redis_keys.prefix.clone();
     let secret = format!("secret-{}", Uuid::new_v4());
     let (flooder, victim) = (Uuid::new_v4(), Uuid::new_v4());
     for (tenant, rows) in [(flooder, "3000"), (victim, "500")] {

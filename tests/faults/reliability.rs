@@ -36,8 +36,8 @@ use tokio::time::{sleep, timeout};
 use uuid::Uuid;
 
 use crate::helpers::{
-    redis_url, spawn_app_with, spawn_replicas_on, test_config, time_until_redis, RedisPrefix,
-    TestDatabase, MODULES,
+    header, redis_url, spawn_app_with, spawn_replicas_on, test_config, time_until_redis,
+    RedisPrefix, TestDatabase, MODULES,
 };
 use crate::support::binary::Server;
 use crate::support::redis_server::{free_port, RedisServer};
@@ -195,12 +195,7 @@ impl Endpoint {
         let outcome = async {
             let response = request.send().await?;
             let status = response.status().as_u16();
-            let cache = response
-                .headers()
-                .get("x-cache")
-                .and_then(|value| value.to_str().ok())
-                .unwrap_or("")
-                .to_owned();
+            let cache = header(&response, "x-cache");
             let bytes = response.bytes().await?;
             Ok::<_, reqwest::Error>((status, cache, bytes))
         }
@@ -1514,11 +1509,8 @@ async fn survivor_loop(
 async fn replica_sigkilled_under_load_while_the_other_serves() {
     within(TEST_LIMIT, "the test", async {
         let database = TestDatabase::create().await;
-        let prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
-        let _keys = RedisPrefix {
-            url: redis_url(),
-            prefix: prefix.clone(),
-        };
+        let redis_keys = RedisPrefix::fresh();
+        let prefix = redis_keys.prefix.clone();
         let secret = format!("secret-{}", Uuid::new_v4());
         let env = vec![
             ("DATABASE_URL", database.url.clone()),

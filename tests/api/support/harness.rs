@@ -147,6 +147,21 @@ pub struct RedisPrefix {
     pub prefix: String,
 }
 
+/// A key prefix no other test uses; never the production one, since tests share the local Redis.
+pub fn test_prefix() -> String {
+    format!("aishacrm-test-{}", Uuid::new_v4().simple())
+}
+
+impl RedisPrefix {
+    /// A fresh prefix on the shared Redis.
+    pub fn fresh() -> Self {
+        RedisPrefix {
+            url: redis_url(),
+            prefix: test_prefix(),
+        }
+    }
+}
+
 impl Drop for RedisPrefix {
     fn drop(&mut self) {
         let url = self.url.clone();
@@ -176,8 +191,7 @@ pub fn test_config(database_url: &str) -> Config {
     config.db_pool_size = 4;
     config.db_acquire_timeout_ms = 2_000;
     config.jwt_secret = Some(Secret(format!("test-secret-{}", Uuid::new_v4())));
-    // Never the production prefix: tests share the local Redis.
-    config.cache_key_prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    config.cache_key_prefix = test_prefix();
     config
 }
 
@@ -450,7 +464,7 @@ pub async fn spawn_replicas_on(
     let database = Arc::new(TestDatabase::create().await);
     let mut base = test_config(&database.url);
     base.redis_url = redis.to_owned();
-    base.cache_key_prefix = format!("aishacrm-test-{}", Uuid::new_v4().simple());
+    base.cache_key_prefix = test_prefix();
     let mut apps = Vec::new();
     for _ in 0..n {
         let mut config = base.clone();
