@@ -274,6 +274,10 @@ impl Cache {
     /// Refreshes the L1 gauges (before `/metrics` renders).
     pub async fn update_gauges(&self) {
         let stats = self.stats().await;
+        self.set_gauges(&stats);
+    }
+
+    fn set_gauges(&self, stats: &Stats) {
         self.metrics.l1_entries.set(stats.l1_entries as i64);
         self.metrics.l1_bytes.set(stats.l1_bytes as i64);
     }
@@ -285,7 +289,7 @@ impl Cache {
         loop {
             tick.tick().await;
             let stats = self.stats().await;
-            self.update_gauges().await;
+            self.set_gauges(&stats);
             let (l1, l2, misses, rate) = self.metrics.hit_counts();
             log::info!(
                 "[Cache] Stats: hits={} (l1={l1}, l2={l2}) misses={misses} hit_rate={:.1}% l1_entries={} l1_bytes={} redis={}",

@@ -28,6 +28,18 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl Error {
+    /// A checkout whose connection was discarded (its earlier work timed out).
+    pub(super) fn discarded() -> Self {
+        Error::Unavailable("connection discarded".into())
+    }
+
+    /// Work that got no answer within the checkout's bound.
+    pub(super) fn timed_out(timeout: std::time::Duration) -> Self {
+        Error::Unavailable(format!("no answer from the database within {timeout:?}"))
+    }
+}
+
 /// Names the request field behind a foreign-key constraint of the migrations.
 fn field_of_constraint(constraint: Option<&str>) -> Option<&'static str> {
     match constraint? {

@@ -125,16 +125,13 @@ impl Checkout {
             ..
         } = self;
         let Some(conn) = conn.as_mut() else {
-            return Err(Error::Unavailable("connection discarded".into()).into());
+            return Err(Error::discarded().into());
         };
         match tokio::time::timeout(*timeout, work(conn)).await {
             Ok(result) => result,
             Err(_) => {
                 *poisoned = true;
-                Err(
-                    Error::Unavailable(format!("no answer from the database within {timeout:?}"))
-                        .into(),
-                )
+                Err(Error::timed_out(*timeout).into())
             }
         }
     }
@@ -171,7 +168,7 @@ impl Checkout {
         let timeout = self.timeout;
         let Some(conn) = self.conn.as_mut() else {
             return Write {
-                result: Err(Error::Unavailable("connection discarded".into())),
+                result: Err(Error::discarded()),
                 commit: Commit::None,
             };
         };
@@ -207,9 +204,7 @@ impl Checkout {
             Ok(result) => result,
             Err(_) => {
                 self.poisoned = true;
-                Err(Error::Unavailable(format!(
-                    "no answer from the database within {timeout:?}"
-                )))
+                Err(Error::timed_out(timeout))
             }
         };
         let commit = match (&result, committing) {

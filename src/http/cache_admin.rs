@@ -22,7 +22,7 @@ use crate::db::opportunities::Opportunities;
 use crate::db::Entity;
 use crate::domain::entities;
 use crate::domain::query::{Filters, ListQuery, Params};
-use crate::domain::{Module, Operation, TenantId};
+use crate::domain::{Module, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
 
@@ -66,15 +66,10 @@ async fn warm_one(
     state: &AppState,
     tenant: TenantId,
     policy: CachePolicy,
+    params: &Params<'_>,
     body: impl Future<Output = Result<Bytes, ApiError>>,
 ) -> bool {
-    // Every answer a warm fills is of a query without parameters but the default limit.
-    let first_page = ListQuery::first_page();
-    let params: Params = match policy.operation {
-        Operation::List => first_page.canonical(),
-        _ => Params::new(),
-    };
-    let lookup = policy.lookup(tenant, &params, Read::Warm);
+    let lookup = policy.lookup(tenant, params, Read::Warm);
     match state.cache.get_or_load(&lookup, body).await {
         Ok(answer) => answer.stored,
         Err(error) => {
@@ -95,6 +90,7 @@ async fn warm_entity<E: Entity>(state: &AppState, tenant: TenantId) -> usize {
         state,
         tenant,
         list_policy::<E>(),
+        &first_page.canonical(),
         list_body::<E>(state, tenant, &first_page),
     )
     .await;
@@ -102,6 +98,7 @@ async fn warm_entity<E: Entity>(state: &AppState, tenant: TenantId) -> usize {
         state,
         tenant,
         count_policy::<E>(),
+        &everything.canonical(),
         count_body::<E>(state, tenant, &everything),
     )
     .await;
@@ -113,7 +110,14 @@ pub async fn warm_tenant(state: &AppState, tenant: TenantId) -> usize {
     if !state.cache.is_enabled() {
         return 0;
     }
-    let bundle = warm_one(state, tenant, BUNDLE, bundle_body(state, tenant)).await;
+    let bundle = warm_one(
+        state,
+        tenant,
+        BUNDLE,
+        &Params::new(),
+        bundle_body(state, tenant),
+    )
+    .await;
     usize::from(bundle)
         + warm_entity::<Accounts>(state, tenant).await
         + warm_entity::<Contacts>(state, tenant).await

@@ -69,6 +69,13 @@ pub async fn respond(
     Ok(reply(req, &answer))
 }
 
+/// A loader's answer: `value` as the JSON bytes the cache keeps.
+pub fn json_body<T: serde::Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(ApiError::internal)
+}
+
 /// `Cache-Control: no-cache`: the client wants an answer read now.
 fn wants_fresh(req: &HttpRequest) -> bool {
     req.headers()

@@ -7,7 +7,7 @@ use diesel_async::AsyncPgConnection;
 use serde::Serialize;
 use serde_json::Value;
 
-use super::cached::{respond, CachePolicy};
+use super::cached::{json_body, respond, CachePolicy};
 use super::only;
 use super::opportunities::{summarize, StageStat};
 use crate::auth::Principal;
@@ -127,7 +127,5 @@ pub async fn bundle_body(state: &AppState, tenant: TenantId) -> Result<Bytes, Ap
                 .await
         })
         .await?;
-    serde_json::to_vec(&body)
-        .map(Bytes::from)
-        .map_err(ApiError::internal)
+    json_body(&body)
 }

@@ -1,13 +1,13 @@
 //! The six routes every entity has, written once for any [`Entity`].
 
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header;
 use actix_web::web::Bytes;
 use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::body::JsonObject;
-use super::cached::{respond, CachePolicy};
+use super::cached::{json_body, respond, CachePolicy};
 use super::invalidate::{invalidate, Invalidates, MayHaveCommitted};
 use super::only;
 use crate::auth::Principal;
@@ -72,19 +72,6 @@ pub fn record_routes<E: Entity>(cfg: &mut web::ServiceConfig) {
 pub const LIST_TTL_SECS: u64 = 180;
 pub const COUNT_TTL_SECS: u64 = 600;
 
-fn json_bytes<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
-    serde_json::to_vec(value)
-        .map(Bytes::from)
-        .map_err(ApiError::internal)
-}
-
-/// A 200 JSON answer from serialized bytes.
-pub fn json_response(body: Bytes) -> HttpResponse {
-    HttpResponse::Ok()
-        .content_type(ContentType::json())
-        .body(body)
-}
-
 /// A path id that is not a UUID names no record.
 fn path_id(req: &HttpRequest) -> Result<Uuid, ApiError> {
     req.match_info()
@@ -113,7 +100,7 @@ pub async fn list_body<E: Entity>(
     let mut db = state.db(tenant).await?;
     let rows = db.run(|conn| E::list(conn, tenant, query)).await?;
     let page = page(rows, query.limit);
-    json_bytes(&ListBody {
+    json_body(&ListBody {
         data: page.data,
         next_cursor: page
             .next
@@ -129,7 +116,7 @@ pub async fn count_body<E: Entity>(
 ) -> Result<Bytes, ApiError> {
     let mut db = state.db(tenant).await?;
     let count = db.run(|conn| E::count(conn, tenant, filters)).await?;
-    json_bytes(&CountBody { count })
+    json_body(&CountBody { count })
 }
 
 async fn list<E: Entity>(

@@ -5,7 +5,7 @@ use actix_web::{web, HttpRequest, HttpResponse};
 use bigdecimal::{BigDecimal, Zero};
 use serde::Serialize;
 
-use super::cached::{respond, CachePolicy};
+use super::cached::{json_body, respond, CachePolicy};
 use super::only;
 use crate::auth::Principal;
 use crate::db::opportunities::{self, StageRow};
@@ -108,7 +108,5 @@ pub async fn stats_body(
     let rows = db
         .run(|conn| opportunities::stats(conn, tenant, query.account))
         .await?;
-    serde_json::to_vec(&summarize(rows))
-        .map(Bytes::from)
-        .map_err(ApiError::internal)
+    json_body(&summarize(rows))
 }
