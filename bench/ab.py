@@ -34,15 +34,12 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import invalidation  # noqa: E402
+from processes import env_int, stop  # noqa: E402
 
 HOST = "127.0.0.1"
 PORTS = {"old": (18401, 18402, 18403), "new": (18411, 18412, 18413)}
 LIST = "/api/v2/opportunities"
 SECRET = "ab-secret"
-
-
-def env_int(name, default):
-    return int(os.environ.get(name, default))
 
 
 def free(port):
@@ -144,13 +141,7 @@ def main():
                       flush=True)
     finally:
         for process in processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop(process)
         for prefix in prefixes.values():
             subprocess.run(["sh", "-c", f"redis-cli -u {redis_url} --scan --pattern '{prefix}:*' | "
                             f"xargs -r -n 500 redis-cli -u {redis_url} UNLINK > /dev/null"], check=False)

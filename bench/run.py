@@ -29,6 +29,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 import invalidation  # noqa: E402  (bench/invalidation.py)
+from processes import env_int, stop as stop_process  # noqa: E402
 import report  # noqa: E402
 import stale_check  # noqa: E402
 
@@ -56,11 +57,6 @@ ROUTES = (
     ("bundle", "/api/v2/dashboard/bundle"),
 )
 LIST_MODULES = ("ACCOUNTS", "CONTACTS", "LEADS", "OPPORTUNITIES", "ACTIVITIES")
-
-
-def env_int(name, default):
-    value = os.environ.get(name, "")
-    return int(value) if value.strip() else default
 
 
 def log(message):
@@ -148,13 +144,7 @@ class Bench:
         return process
 
     def stop(self, process):
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         if process in self.processes:
             self.processes.remove(process)
 
