@@ -258,8 +258,11 @@ async fn a_write_whose_commit_outcome_is_unknown_still_invalidates() {
     app.leads_count(&token).await;
     assert_eq!(app.leads_count(&token).await, (0, "HIT L1".to_owned()));
 
-    // The connection is cut as COMMIT leaves: the server rolls back, the service cannot know.
-    proxy.cut_on_bytes(b"COMMIT\0", 1);
+    // The connection is cut as the write's COMMIT leaves (not the outbox relay's, which commits
+    // every 200 ms on the same pool): the server rolls back, the service cannot know.
+    proxy.cut_on_bytes_after(b"INSERT INTO \"leads\"", b"COMMIT\0", 1);
+    // Meanwhile a relay pass commits on the same pool: its COMMIT must not be the one cut.
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let response = app.post("/api/v2/leads", &token, &minimal("leads")).await;
     assert!(proxy.cuts_done(), "the COMMIT was cut");
     assert_error(response, 503, "database_unavailable").await;

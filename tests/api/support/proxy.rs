@@ -19,6 +19,9 @@ struct Cut {
     matches: Matcher,
     remaining: usize,
     every: bool,
+    /// Only a connection that sent these bytes before counts (another connection's matching
+    /// writes, such as a background task's, do not).
+    after: Option<Vec<u8>>,
 }
 
 /// A TCP proxy on a fixed loopback port. `stop` closes the listener and cuts every connection;
@@ -130,9 +133,10 @@ impl Proxy {
     }
 
     /// Cuts the connection that sends the `nth` write containing `bytes` (any protocol: a
-    /// PostgreSQL simple query is its text and a NUL).
-    pub fn cut_on_bytes(&self, bytes: &[u8], nth: usize) {
-        self.push_cut(vec![bytes.to_vec()], nth, false);
+    /// PostgreSQL simple query is its text and a NUL), counting only connections that sent
+    /// `earlier` before: the COMMIT of the transaction that sent an INSERT, not any COMMIT.
+    pub fn cut_on_bytes_after(&self, earlier: &[u8], bytes: &[u8], nth: usize) {
+        self.push_cut(vec![bytes.to_vec()], nth, false, Some(earlier.to_vec()));
     }
 
     fn add_cut(&self, command: &str, also: &[&str], nth: usize, every: bool) {
@@ -141,20 +145,15 @@ impl Proxy {
             .chain(also.iter().copied())
             .map(|word| format!("${}\r\n{word}\r\n", word.len()).into_bytes())
             .collect();
-        self.push_cut(needles, nth, every);
+        self.push_cut(needles, nth, every, None);
     }
 
-    fn push_cut(&self, needles: Vec<Vec<u8>>, nth: usize, every: bool) {
+    fn push_cut(&self, needles: Vec<Vec<u8>>, nth: usize, every: bool, after: Option<Vec<u8>>) {
         self.cuts.lock().unwrap().push(Cut {
-            matches: Box::new(move |bytes| {
-                needles.iter().all(|needle| {
-                    bytes
-                        .windows(needle.len())
-                        .any(|window| window == needle.as_slice())
-                })
-            }),
+            matches: Box::new(move |bytes| needles.iter().all(|needle| contains(bytes, needle))),
             remaining: nth,
             every,
+            after,
         });
     }
 
@@ -180,12 +179,21 @@ impl Drop for Proxy {
     }
 }
 
-/// Whether `bytes` trigger a cut (and count them towards the cuts still waiting).
-fn cut_now(cuts: &Mutex<Vec<Cut>>, bytes: &[u8]) -> bool {
+fn contains(bytes: &[u8], needle: &[u8]) -> bool {
+    bytes.windows(needle.len()).any(|window| window == needle)
+}
+
+/// Whether `bytes`, written by a connection that sent `sent` before, trigger a cut (and count
+/// them towards the cuts still waiting). Adds to `sent` the `after` markers `bytes` carry.
+fn cut_now(cuts: &Mutex<Vec<Cut>>, bytes: &[u8], sent: &mut Vec<Vec<u8>>) -> bool {
     let mut cuts = cuts.lock().unwrap();
     let mut fired = false;
     cuts.retain_mut(|cut| {
-        if fired || !(cut.matches)(bytes) {
+        let qualified = match &cut.after {
+            None => true,
+            Some(marker) => sent.contains(marker),
+        };
+        if fired || !qualified || !(cut.matches)(bytes) {
             return true;
         }
         if cut.every {
@@ -196,6 +204,11 @@ fn cut_now(cuts: &Mutex<Vec<Cut>>, bytes: &[u8]) -> bool {
         fired = cut.remaining == 0;
         !fired
     });
+    for marker in cuts.iter().filter_map(|cut| cut.after.as_ref()) {
+        if contains(bytes, marker) && !sent.contains(marker) {
+            sent.push(marker.clone());
+        }
+    }
     fired
 }
 
@@ -217,9 +230,10 @@ async fn forward(
     let (mut server_read, mut server_write) = outbound.into_split();
     let upward = async {
         let mut buffer = vec![0u8; 64 * 1024];
+        let mut sent = Vec::new();
         loop {
             let read = client_read.read(&mut buffer).await?;
-            if read == 0 || cut_now(&cuts, &buffer[..read]) {
+            if read == 0 || cut_now(&cuts, &buffer[..read], &mut sent) {
                 return Ok::<_, std::io::Error>(());
             }
             server_write.write_all(&buffer[..read]).await?;
