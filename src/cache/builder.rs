@@ -86,6 +86,7 @@ impl CacheBuilder {
             generations: Generations::default(),
             flights: Flights::default(),
             degraded_writes: Mutex::new(0),
+            applied_rows: Mutex::default(),
             metrics: self.metrics.unwrap_or_default(),
             instance: Uuid::new_v4(),
             ttls: Ttls::new(&settings.ttl_overrides),

@@ -35,6 +35,10 @@ pub struct Message {
     /// start of the invalidation lag a receiver measures. 0 when unknown.
     #[serde(default)]
     pub at_us: u64,
+    /// The write's outbox row, when it recorded one: the writer's message and a relay of the
+    /// same row may both arrive, and the write's lag is measured on the first.
+    #[serde(default)]
+    pub row: Option<i64>,
 }
 
 /// The wire format's version, also in the channel's name (v2 added `epoch`).
@@ -48,6 +52,7 @@ impl Message {
         after: &TenantGenerations,
         modules: &[Module],
         at_us: u64,
+        row: Option<i64>,
     ) -> Self {
         Message {
             v: VERSION,
@@ -60,6 +65,7 @@ impl Message {
                 .collect(),
             flush: false,
             at_us,
+            row,
         }
     }
 
@@ -73,6 +79,7 @@ impl Message {
             gens: Vec::new(),
             flush: true,
             at_us: 0,
+            row: None,
         }
     }
 

@@ -2,6 +2,7 @@
 //! while Redis is down (degraded: L1 only, short-lived, writes kept in a namespace of its own)
 //! and comes back up.
 
+use std::collections::{HashSet, VecDeque};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -13,22 +14,55 @@ use super::l2::{Redis, Via};
 use super::Cache;
 use crate::domain::{Module, TenantId};
 
+/// Outbox rows whose invalidation this instance has applied. A writer hands its row back for
+/// deletion in batches, so a relay may deliver a row again after the writer's own message: the
+/// write's lag is observed on its first arrival only, not again for the duplicate.
+#[derive(Default)]
+pub(super) struct AppliedRows {
+    order: VecDeque<i64>,
+    rows: HashSet<i64>,
+}
+
+/// Rows remembered; a duplicate arrives within seconds of the original.
+const APPLIED_ROWS: usize = 4096;
+
+impl AppliedRows {
+    /// Whether `row` arrives for the first time (and remembers it).
+    fn first(&mut self, row: i64) -> bool {
+        if !self.rows.insert(row) {
+            return false;
+        }
+        self.order.push_back(row);
+        if self.order.len() > APPLIED_ROWS {
+            if let Some(oldest) = self.order.pop_front() {
+                self.rows.remove(&oldest);
+            }
+        }
+        true
+    }
+}
+
 impl Cache {
     /// Evicts the tenant's answers of `modules` (and of everything depending on them) on every
     /// instance: bumps their generations in Redis and tells the other instances. Called after a
     /// write that may have committed, before its answer is sent. Whether Redis acknowledged both
     /// (the write's outbox row may then go); if not, this instance still shows the write at
     /// once, and the outbox relay tells the others.
+    /// `row` is the write's outbox row, when it recorded one.
     pub async fn invalidate(
         &self,
         tenant: TenantId,
         modules: &[Module],
         committed_at: SystemTime,
+        row: Option<i64>,
     ) -> bool {
+        if let Some(row) = row {
+            self.first_arrival(row);
+        }
         let acknowledged = match self.redis.as_ref() {
             Some(redis) if redis.is_up() => {
                 match self
-                    .tell(redis, Via::Worker, tenant, modules, committed_at)
+                    .tell(redis, Via::Worker, tenant, modules, committed_at, row)
                     .await
                 {
                     Ok(()) => true,
@@ -64,13 +98,16 @@ impl Cache {
         tenant: TenantId,
         modules: &[Module],
         committed_at: SystemTime,
+        row: i64,
     ) -> Result<(), CacheError> {
         let Some(redis) = &self.redis else {
             return Ok(());
         };
-        self.tell(redis, Via::Shared, tenant, modules, committed_at)
+        self.tell(redis, Via::Shared, tenant, modules, committed_at, Some(row))
             .await?;
-        self.observe_lag(micros_since_epoch(committed_at));
+        if self.first_arrival(row) {
+            self.observe_lag(micros_since_epoch(committed_at));
+        }
         for &module in modules {
             self.metrics.invalidation(module, true);
             log::info!("[Cache] Invalidated: {module} for tenant {tenant} (relayed)");
@@ -97,6 +134,7 @@ impl Cache {
         tenant: TenantId,
         modules: &[Module],
         committed_at: SystemTime,
+        row: Option<i64>,
     ) -> Result<(), CacheError> {
         let after = self.increment(redis, via, tenant, modules).await?;
         let message = Message::invalidation(
@@ -105,6 +143,7 @@ impl Cache {
             &after,
             modules,
             micros_since_epoch(committed_at),
+            row,
         );
         Ok(redis.publish(via, &message.encode()?).await?)
     }
@@ -139,6 +178,13 @@ impl Cache {
             .collect();
         self.generations.apply(tenant, after.epoch, &updates);
         Ok(after)
+    }
+
+    fn first_arrival(&self, row: i64) -> bool {
+        self.applied_rows
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .first(row)
     }
 
     /// From a write's commit (`at_us`, 0 when unknown) until now, as the invalidation lag.
@@ -198,7 +244,9 @@ impl Cache {
             .filter_map(|(module, value)| Module::from_name(module).map(|module| (module, *value)))
             .collect();
         self.generations.apply(tenant, message.epoch, &updates);
-        self.observe_lag(message.at_us);
+        if message.row.is_none_or(|row| self.first_arrival(row)) {
+            self.observe_lag(message.at_us);
+        }
         for &(module, _) in &updates {
             self.metrics.invalidation(module, true);
             log::info!("[Cache] Invalidated: {module} for tenant {tenant} (remote)");
@@ -251,4 +299,57 @@ impl Cache {
 fn micros_since_epoch(at: SystemTime) -> u64 {
     at.duration_since(UNIX_EPOCH)
         .map_or(0, |since| since.as_micros() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cache::Settings;
+    use crate::domain::Module;
+    use crate::metrics::Exposition;
+
+    fn lag_samples(cache: &Cache) -> String {
+        let text = cache.metrics.render(Exposition::Prometheus);
+        text.lines()
+            .find_map(|line| line.strip_prefix("aishacrm_cache_invalidation_lag_seconds_count "))
+            .unwrap_or("none")
+            .to_owned()
+    }
+
+    #[test]
+    fn a_write_relayed_again_after_its_message_is_measured_once() {
+        let cache = Cache::builder(Settings {
+            enabled: true,
+            redis: None,
+            key_prefix: "unit".into(),
+            redis_timeout: Duration::from_secs(1),
+            l1_max_bytes: 1024 * 1024,
+            ttl_overrides: Default::default(),
+            fail_safe: Duration::ZERO,
+            degraded_l1_ttl: Duration::from_secs(1),
+        })
+        .build()
+        .unwrap();
+        let tenant = TenantId(uuid::Uuid::new_v4());
+        let message = |row| {
+            let after = TenantGenerations::fresh();
+            let at_us = micros_since_epoch(SystemTime::now()) - 1_000;
+            let message = Message::invalidation(
+                uuid::Uuid::new_v4(),
+                tenant,
+                &after,
+                &[Module::Leads],
+                at_us,
+                row,
+            );
+            message.encode().unwrap().into_bytes()
+        };
+        // The writer's message, then the relay's of the same row (the writer's delete lagged).
+        cache.apply_message(&message(Some(7)));
+        cache.apply_message(&message(Some(7)));
+        assert_eq!(lag_samples(&cache), "1");
+        cache.apply_message(&message(Some(8)));
+        cache.apply_message(&message(None));
+        assert_eq!(lag_samples(&cache), "3", "other writes each count");
+    }
 }

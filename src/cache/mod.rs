@@ -114,6 +114,8 @@ pub struct Cache {
     /// Counts writes invalidated only here while Redis counted as down. Held while Redis comes
     /// back up, so that no such write slips between the relay of the outbox and going up.
     degraded_writes: Mutex<u64>,
+    /// Outbox rows already applied here, so that a duplicate adds no lag sample.
+    applied_rows: Mutex<invalidation::AppliedRows>,
     metrics: Arc<Metrics>,
     /// Skips our own bus messages.
     instance: Uuid,

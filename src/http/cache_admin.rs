@@ -161,7 +161,12 @@ async fn invalidate(
     };
     state
         .cache
-        .invalidate(principal.tenant, &modules, std::time::SystemTime::now())
+        .invalidate(
+            principal.tenant,
+            &modules,
+            std::time::SystemTime::now(),
+            None,
+        )
         .await;
     let names: Vec<&str> = modules.iter().map(|module| module.name()).collect();
     Ok(HttpResponse::Ok().json(json!({"invalidated": names})))

@@ -75,7 +75,7 @@ async fn invalidating(
         fail::fail_point!("cache::after_commit", |_| std::process::abort());
         let acknowledged = state
             .cache
-            .invalidate(principal.tenant, modules, committed_at)
+            .invalidate(principal.tenant, modules, committed_at, row)
             .await;
         if let (true, Some(row)) = (acknowledged, row) {
             state.outbox.acknowledged(row);
