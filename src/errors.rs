@@ -129,7 +129,6 @@ impl From<crate::db::Error> for ApiError {
         match error {
             Error::NotFound => ApiError::NotFound,
             Error::InvalidReference(field) => ApiError::InvalidReference(field),
-            Error::Invalid(invalid) => invalid.into(),
             Error::Busy(seconds) => ApiError::TooManyRequests(seconds),
             Error::Unavailable(detail) => ApiError::DatabaseUnavailable(detail),
             Error::Other(detail) => ApiError::Internal(format!("database: {detail}")),

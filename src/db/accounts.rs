@@ -8,12 +8,11 @@ use diesel_async::RunQueryDsl;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::entity::{impl_entity, References};
+use super::entity::impl_entity;
 use super::schema::accounts;
+use crate::domain::bodies::{AccountChanges, NewAccount};
 use crate::domain::entities::ACCOUNTS;
-use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
-use crate::domain::Invalid;
 use crate::domain::TenantId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -34,7 +33,7 @@ pub struct Account {
 
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = accounts)]
-pub struct NewAccount {
+pub struct AccountRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub name: String,
@@ -47,27 +46,27 @@ pub struct NewAccount {
     pub updated_at: DateTime<Utc>,
 }
 
-impl NewAccount {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
+impl AccountRow {
+    pub fn new(tenant: TenantId, new: NewAccount) -> Self {
         let now = super::now();
-        Ok(NewAccount {
+        AccountRow {
             id: Uuid::new_v4(),
             tenant_id: tenant.0,
-            name: body.required("name")?,
-            industry: body.value("industry"),
-            website: body.value("website"),
-            phone: body.value("phone"),
-            annual_revenue: body.value("annual_revenue"),
-            employee_count: body.value("employee_count"),
+            name: new.name,
+            industry: new.industry,
+            website: new.website,
+            phone: new.phone,
+            annual_revenue: new.annual_revenue,
+            employee_count: new.employee_count,
             created_at: now,
             updated_at: now,
-        })
+        }
     }
 }
 
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = accounts)]
-pub struct AccountChanges {
+pub struct AccountChangeset {
     pub name: Option<String>,
     pub industry: Option<Option<String>>,
     pub website: Option<Option<String>>,
@@ -77,22 +76,19 @@ pub struct AccountChanges {
     pub updated_at: DateTime<Utc>,
 }
 
-impl AccountChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
-        Ok(AccountChanges {
-            name: body.value("name"),
-            industry: body.take("industry"),
-            website: body.take("website"),
-            phone: body.take("phone"),
-            annual_revenue: body.take("annual_revenue"),
-            employee_count: body.take("employee_count"),
+impl AccountChangeset {
+    pub fn new(changes: AccountChanges) -> Self {
+        AccountChangeset {
+            name: changes.name,
+            industry: changes.industry,
+            website: changes.website,
+            phone: changes.phone,
+            annual_revenue: changes.annual_revenue,
+            employee_count: changes.employee_count,
             updated_at: super::now(),
-        })
+        }
     }
 }
-
-impl References for NewAccount {}
-impl References for AccountChanges {}
 
 /// The tenant's accounts matching `filters`, not yet ordered or selected.
 pub fn filtered(tenant: TenantId, filters: &Filters) -> accounts::BoxedQuery<'static, Pg> {
@@ -113,6 +109,6 @@ impl_entity!(
     ACCOUNTS,
     accounts,
     Account,
-    NewAccount,
-    AccountChanges
+    NewAccount => AccountRow,
+    AccountChanges => AccountChangeset
 );

@@ -7,12 +7,12 @@ use diesel_async::RunQueryDsl;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::entity::{impl_entity, References};
+use super::entity::impl_entity;
 use super::schema::activities;
+use crate::domain::bodies::{ActivityChanges, NewActivity};
+use crate::domain::choices::{ActivityStatus, ActivityType, RelatedType};
 use crate::domain::entities::ACTIVITIES;
-use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
-use crate::domain::Invalid;
 use crate::domain::TenantId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -32,104 +32,69 @@ pub struct Activity {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A new row; `None` in a defaulted column lets the database default apply.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = activities)]
-pub struct NewActivity {
+pub struct ActivityRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
-    pub type_: String,
+    pub type_: &'static str,
     pub subject: String,
     pub body: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<&'static str>,
     pub due_at: Option<DateTime<Utc>>,
-    pub related_type: Option<String>,
+    pub related_type: Option<&'static str>,
     pub related_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-/// `related_type` and `related_id` come together or not at all, both set or both null.
-fn related_pair(body: &mut ValidBody) -> Result<Option<Option<(String, Uuid)>>, Invalid> {
-    let pair_error = || {
-        Invalid::Body(
-            "field `related_id` must be given together with `related_type` (both set or both null)"
-                .into(),
-        )
-    };
-    match (
-        body.take::<String>("related_type"),
-        body.take::<Uuid>("related_id"),
-    ) {
-        (None, None) => Ok(None),
-        (Some(None), Some(None)) => Ok(Some(None)),
-        (Some(Some(kind)), Some(Some(id))) => Ok(Some(Some((kind, id)))),
-        _ => Err(pair_error()),
-    }
-}
-
-impl NewActivity {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
+impl ActivityRow {
+    pub fn new(tenant: TenantId, new: NewActivity) -> Self {
         let now = super::now();
-        let related = related_pair(&mut body)?.flatten();
-        Ok(NewActivity {
+        ActivityRow {
             id: Uuid::new_v4(),
             tenant_id: tenant.0,
-            type_: body.required("type")?,
-            subject: body.required("subject")?,
-            body: body.value("body"),
-            status: body.value("status"),
-            due_at: body.value("due_at"),
-            related_type: related.as_ref().map(|(kind, _)| kind.clone()),
-            related_id: related.map(|(_, id)| id),
+            type_: new.kind.as_str(),
+            subject: new.subject,
+            body: new.body,
+            status: new.status.map(ActivityStatus::as_str),
+            due_at: new.due_at,
+            related_type: new.related_type.map(RelatedType::as_str),
+            related_id: new.related_id,
             created_at: now,
             updated_at: now,
-        })
+        }
     }
 }
 
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = activities)]
-pub struct ActivityChanges {
-    pub type_: Option<String>,
+pub struct ActivityChangeset {
+    pub type_: Option<&'static str>,
     pub subject: Option<String>,
     pub body: Option<Option<String>>,
-    pub status: Option<String>,
+    pub status: Option<&'static str>,
     pub due_at: Option<Option<DateTime<Utc>>>,
-    pub related_type: Option<Option<String>>,
+    pub related_type: Option<Option<&'static str>>,
     pub related_id: Option<Option<Uuid>>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl ActivityChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
-        let related = related_pair(&mut body)?;
-        Ok(ActivityChanges {
-            type_: body.value("type"),
-            subject: body.value("subject"),
-            body: body.take("body"),
-            status: body.value("status"),
-            due_at: body.take("due_at"),
-            related_type: related
-                .as_ref()
-                .map(|pair| pair.as_ref().map(|(kind, _)| kind.clone())),
-            related_id: related.map(|pair| pair.map(|(_, id)| id)),
+impl ActivityChangeset {
+    pub fn new(changes: ActivityChanges) -> Self {
+        ActivityChangeset {
+            type_: changes.kind.map(ActivityType::as_str),
+            subject: changes.subject,
+            body: changes.body,
+            status: changes.status.map(ActivityStatus::as_str),
+            due_at: changes.due_at,
+            related_type: changes
+                .related_type
+                .map(|kind| kind.map(RelatedType::as_str)),
+            related_id: changes.related_id,
             updated_at: super::now(),
-        })
-    }
-}
-
-impl References for NewActivity {
-    fn references(&self) -> Option<(&str, Uuid)> {
-        Some((self.related_type.as_deref()?, self.related_id?))
-    }
-}
-
-impl References for ActivityChanges {
-    fn references(&self) -> Option<(&str, Uuid)> {
-        Some((
-            self.related_type.as_ref()?.as_deref()?,
-            (*self.related_id.as_ref()?)?,
-        ))
+        }
     }
 }
 
@@ -161,6 +126,6 @@ impl_entity!(
     ACTIVITIES,
     activities,
     Activity,
-    NewActivity,
-    ActivityChanges
+    NewActivity => ActivityRow,
+    ActivityChanges => ActivityChangeset
 );

@@ -7,12 +7,12 @@ use diesel_async::RunQueryDsl;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::entity::{impl_entity, References};
+use super::entity::impl_entity;
 use super::schema::contacts;
+use crate::domain::bodies::{ContactChanges, NewContact};
+use crate::domain::choices::ContactStatus;
 use crate::domain::entities::CONTACTS;
-use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
-use crate::domain::Invalid;
 use crate::domain::TenantId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -31,9 +31,10 @@ pub struct Contact {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A new row; `None` in a defaulted column lets the database default apply.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = contacts)]
-pub struct NewContact {
+pub struct ContactRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub first_name: Option<String>,
@@ -42,60 +43,57 @@ pub struct NewContact {
     pub phone: Option<String>,
     pub title: Option<String>,
     pub account_id: Option<Uuid>,
-    pub status: Option<String>,
+    pub status: Option<&'static str>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl NewContact {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
+impl ContactRow {
+    pub fn new(tenant: TenantId, new: NewContact) -> Self {
         let now = super::now();
-        Ok(NewContact {
+        ContactRow {
             id: Uuid::new_v4(),
             tenant_id: tenant.0,
-            first_name: body.value("first_name"),
-            last_name: body.required("last_name")?,
-            email: body.value("email"),
-            phone: body.value("phone"),
-            title: body.value("title"),
-            account_id: body.value("account_id"),
-            status: body.value("status"),
+            first_name: new.first_name,
+            last_name: new.last_name,
+            email: new.email,
+            phone: new.phone,
+            title: new.title,
+            account_id: new.account_id,
+            status: new.status.map(ContactStatus::as_str),
             created_at: now,
             updated_at: now,
-        })
+        }
     }
 }
 
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = contacts)]
-pub struct ContactChanges {
+pub struct ContactChangeset {
     pub first_name: Option<Option<String>>,
     pub last_name: Option<String>,
     pub email: Option<Option<String>>,
     pub phone: Option<Option<String>>,
     pub title: Option<Option<String>>,
     pub account_id: Option<Option<Uuid>>,
-    pub status: Option<String>,
+    pub status: Option<&'static str>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl ContactChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
-        Ok(ContactChanges {
-            first_name: body.take("first_name"),
-            last_name: body.value("last_name"),
-            email: body.take("email"),
-            phone: body.take("phone"),
-            title: body.take("title"),
-            account_id: body.take("account_id"),
-            status: body.value("status"),
+impl ContactChangeset {
+    pub fn new(changes: ContactChanges) -> Self {
+        ContactChangeset {
+            first_name: changes.first_name,
+            last_name: changes.last_name,
+            email: changes.email,
+            phone: changes.phone,
+            title: changes.title,
+            account_id: changes.account_id,
+            status: changes.status.map(ContactStatus::as_str),
             updated_at: super::now(),
-        })
+        }
     }
 }
-
-impl References for NewContact {}
-impl References for ContactChanges {}
 
 /// The tenant's contacts matching `filters`, not yet ordered or selected.
 pub fn filtered(tenant: TenantId, filters: &Filters) -> contacts::BoxedQuery<'static, Pg> {
@@ -125,6 +123,6 @@ impl_entity!(
     CONTACTS,
     contacts,
     Contact,
-    NewContact,
-    ContactChanges
+    NewContact => ContactRow,
+    ContactChanges => ContactChangeset
 );

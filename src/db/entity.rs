@@ -7,9 +7,10 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::{Error, Result};
+use crate::domain::bodies::Body;
+use crate::domain::choices::RelatedType;
 use crate::domain::cursor::Cursor;
 use crate::domain::entities::EntitySpec;
-use crate::domain::fields::ValidBody;
 use crate::domain::query::{Filters, ListQuery};
 use crate::domain::TenantId;
 
@@ -22,6 +23,8 @@ pub trait Keyed {
 pub trait Entity: 'static {
     const SPEC: &'static EntitySpec;
     type Record: Serialize + Keyed + Send;
+    type New: Body + Send;
+    type Changes: Body + Send;
 
     /// Up to `query.limit + 1` records after the cursor; the extra one tells a next page exists.
     fn list(
@@ -47,15 +50,15 @@ pub trait Entity: 'static {
     fn create(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
-        body: ValidBody,
+        new: Self::New,
     ) -> impl Future<Output = Result<Self::Record>> + Send;
 
-    /// Changes only the fields in `body`; `NotFound` when the tenant has no such record.
+    /// Changes only the fields `changes` gives; `NotFound` when the tenant has no such record.
     fn update(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         id: Uuid,
-        body: ValidBody,
+        changes: Self::Changes,
     ) -> impl Future<Output = Result<Self::Record>> + Send;
 
     /// `NotFound` when the tenant has no such record.
@@ -93,22 +96,17 @@ pub fn deleted(rows: usize) -> Result<()> {
     }
 }
 
-/// A record that may point at another record without a foreign key (an activity's
-/// `related_type`/`related_id`); the write checks the target exists in the same transaction.
-pub trait References {
-    fn references(&self) -> Option<(&str, Uuid)> {
-        None
-    }
-}
-
-/// Fails with `422 invalid_reference` unless the tenant has the record `kind`/`id`, and keeps it
+/// Fails with `422 invalid_reference` unless the tenant has the record a body points at without
+/// a foreign key ([`Body::references`]: an activity's `related_type`/`related_id`), and keeps it
 /// from being deleted until the surrounding transaction ends.
 pub async fn check_reference(
     conn: &mut AsyncPgConnection,
     tenant: TenantId,
-    kind: &str,
-    id: Uuid,
+    body: &impl Body,
 ) -> Result<()> {
+    let Some((kind, id)) = body.references() else {
+        return Ok(());
+    };
     use super::schema::{accounts, contacts, leads, opportunities};
     use diesel::prelude::*;
     use diesel_async::RunQueryDsl;
@@ -126,11 +124,10 @@ pub async fn check_reference(
         };
     }
     let found = match kind {
-        "account" => exists_in!(accounts),
-        "contact" => exists_in!(contacts),
-        "lead" => exists_in!(leads),
-        "opportunity" => exists_in!(opportunities),
-        _ => None,
+        RelatedType::Account => exists_in!(accounts),
+        RelatedType::Contact => exists_in!(contacts),
+        RelatedType::Lead => exists_in!(leads),
+        RelatedType::Opportunity => exists_in!(opportunities),
     };
     found
         .map(|_| ())
@@ -138,10 +135,17 @@ pub async fn check_reference(
 }
 
 /// Implements [`Keyed`], a `list_query` and [`Entity`] for one table. The entity module supplies
-/// the record, insert and changeset types (each with `from_body`) and `filtered`, the only parts
-/// that differ between entities.
+/// the record type, the insert row and changeset built (`new`) from the entity's typed bodies,
+/// and `filtered`: the only parts that differ between entities.
 macro_rules! impl_entity {
-    ($entity:ident, $spec:path, $table:ident, $record:ident, $new:ident, $changes:ident) => {
+    (
+        $entity:ident,
+        $spec:path,
+        $table:ident,
+        $record:ident,
+        $new:ident => $row:ident,
+        $changes:ident => $changeset:ident
+    ) => {
         impl $crate::db::entity::Keyed for $record {
             fn cursor(&self) -> $crate::domain::cursor::Cursor {
                 $crate::domain::cursor::Cursor {
@@ -176,6 +180,8 @@ macro_rules! impl_entity {
         impl $crate::db::Entity for $entity {
             const SPEC: &'static $crate::domain::entities::EntitySpec = &$spec;
             type Record = $record;
+            type New = $new;
+            type Changes = $changes;
 
             async fn list(
                 conn: &mut diesel_async::AsyncPgConnection,
@@ -209,14 +215,11 @@ macro_rules! impl_entity {
             async fn create(
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
-                body: $crate::domain::fields::ValidBody,
+                new: $new,
             ) -> $crate::db::Result<$record> {
-                let new = $new::from_body(tenant, body)?;
-                if let Some((kind, id)) = $crate::db::entity::References::references(&new) {
-                    $crate::db::entity::check_reference(conn, tenant, kind, id).await?;
-                }
+                $crate::db::entity::check_reference(conn, tenant, &new).await?;
                 Ok(diesel::insert_into($table::table)
-                    .values(&new)
+                    .values($row::new(tenant, new))
                     .returning($record::as_returning())
                     .get_result(conn)
                     .await?)
@@ -226,19 +229,15 @@ macro_rules! impl_entity {
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
-                body: $crate::domain::fields::ValidBody,
+                changes: $changes,
             ) -> $crate::db::Result<$record> {
-                let changes = $changes::from_body(body)?;
-                if let Some((kind, related)) = $crate::db::entity::References::references(&changes)
-                {
-                    $crate::db::entity::check_reference(conn, tenant, kind, related).await?;
-                }
+                $crate::db::entity::check_reference(conn, tenant, &changes).await?;
                 Ok(diesel::update(
                     $table::table
                         .filter($table::tenant_id.eq(tenant.0))
                         .filter($table::id.eq(id)),
                 )
-                .set(&changes)
+                .set($changeset::new(changes))
                 .returning($record::as_returning())
                 .get_result(conn)
                 .await?)

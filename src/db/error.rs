@@ -3,8 +3,6 @@
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
-use crate::domain::Invalid;
-
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no such record")]
@@ -12,9 +10,6 @@ pub enum Error {
     /// A reference field names no record of the tenant.
     #[error("{0} names no record of this tenant")]
     InvalidReference(&'static str),
-    /// A write's input did not make a valid row.
-    #[error(transparent)]
-    Invalid(#[from] Invalid),
     /// The tenant already uses its share of the pool; carries the seconds to wait.
     #[error("this tenant already uses its share of the database")]
     Busy(u64),

@@ -7,12 +7,12 @@ use diesel_async::RunQueryDsl;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::entity::{impl_entity, References};
+use super::entity::impl_entity;
 use super::schema::leads;
+use crate::domain::bodies::{LeadChanges, NewLead};
+use crate::domain::choices::LeadStatus;
 use crate::domain::entities::LEADS;
-use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
-use crate::domain::Invalid;
 use crate::domain::TenantId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -31,9 +31,10 @@ pub struct Lead {
     pub updated_at: DateTime<Utc>,
 }
 
+/// A new row; `None` in a defaulted column lets the database default apply.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = leads)]
-pub struct NewLead {
+pub struct LeadRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub first_name: Option<String>,
@@ -41,61 +42,58 @@ pub struct NewLead {
     pub email: Option<String>,
     pub company: Option<String>,
     pub source: Option<String>,
-    pub status: Option<String>,
+    pub status: Option<&'static str>,
     pub score: Option<i32>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl NewLead {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
+impl LeadRow {
+    pub fn new(tenant: TenantId, new: NewLead) -> Self {
         let now = super::now();
-        Ok(NewLead {
+        LeadRow {
             id: Uuid::new_v4(),
             tenant_id: tenant.0,
-            first_name: body.value("first_name"),
-            last_name: body.required("last_name")?,
-            email: body.value("email"),
-            company: body.value("company"),
-            source: body.value("source"),
-            status: body.value("status"),
-            score: body.value("score"),
+            first_name: new.first_name,
+            last_name: new.last_name,
+            email: new.email,
+            company: new.company,
+            source: new.source,
+            status: new.status.map(LeadStatus::as_str),
+            score: new.score,
             created_at: now,
             updated_at: now,
-        })
+        }
     }
 }
 
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = leads)]
-pub struct LeadChanges {
+pub struct LeadChangeset {
     pub first_name: Option<Option<String>>,
     pub last_name: Option<String>,
     pub email: Option<Option<String>>,
     pub company: Option<Option<String>>,
     pub source: Option<Option<String>>,
-    pub status: Option<String>,
+    pub status: Option<&'static str>,
     pub score: Option<i32>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl LeadChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
-        Ok(LeadChanges {
-            first_name: body.take("first_name"),
-            last_name: body.value("last_name"),
-            email: body.take("email"),
-            company: body.take("company"),
-            source: body.take("source"),
-            status: body.value("status"),
-            score: body.value("score"),
+impl LeadChangeset {
+    pub fn new(changes: LeadChanges) -> Self {
+        LeadChangeset {
+            first_name: changes.first_name,
+            last_name: changes.last_name,
+            email: changes.email,
+            company: changes.company,
+            source: changes.source,
+            status: changes.status.map(LeadStatus::as_str),
+            score: changes.score,
             updated_at: super::now(),
-        })
+        }
     }
 }
-
-impl References for NewLead {}
-impl References for LeadChanges {}
 
 /// The tenant's leads matching `filters`, not yet ordered or selected.
 pub fn filtered(tenant: TenantId, filters: &Filters) -> leads::BoxedQuery<'static, Pg> {
@@ -121,4 +119,11 @@ pub fn filtered(tenant: TenantId, filters: &Filters) -> leads::BoxedQuery<'stati
     query
 }
 
-impl_entity!(Leads, LEADS, leads, Lead, NewLead, LeadChanges);
+impl_entity!(
+    Leads,
+    LEADS,
+    leads,
+    Lead,
+    NewLead => LeadRow,
+    LeadChanges => LeadChangeset
+);

@@ -12,12 +12,12 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::entity::{impl_entity, References};
+use super::entity::impl_entity;
 use super::schema::opportunities;
+use crate::domain::bodies::{NewOpportunity, OpportunityChanges};
+use crate::domain::choices::Stage;
 use crate::domain::entities::OPPORTUNITIES;
-use crate::domain::fields::ValidBody;
 use crate::domain::query::{like_pattern, Filters};
-use crate::domain::Invalid;
 use crate::domain::TenantId;
 
 #[derive(Debug, Clone, Queryable, Selectable, Serialize)]
@@ -40,13 +40,13 @@ pub struct Opportunity {
 /// A new row; `None` in a defaulted column lets the database default apply.
 #[derive(Debug, Clone, Insertable)]
 #[diesel(table_name = opportunities)]
-pub struct NewOpportunity {
+pub struct OpportunityRow {
     pub id: Uuid,
     pub tenant_id: Uuid,
     pub name: String,
     pub account_id: Option<Uuid>,
     pub contact_id: Option<Uuid>,
-    pub stage: Option<String>,
+    pub stage: Option<&'static str>,
     pub amount: Option<BigDecimal>,
     pub probability: Option<i32>,
     pub close_date: Option<NaiveDate>,
@@ -54,51 +54,51 @@ pub struct NewOpportunity {
     pub updated_at: DateTime<Utc>,
 }
 
-impl NewOpportunity {
-    pub fn from_body(tenant: TenantId, mut body: ValidBody) -> Result<Self, Invalid> {
+impl OpportunityRow {
+    pub fn new(tenant: TenantId, new: NewOpportunity) -> Self {
         let now = super::now();
-        Ok(NewOpportunity {
+        OpportunityRow {
             id: Uuid::new_v4(),
             tenant_id: tenant.0,
-            name: body.required("name")?,
-            account_id: body.value("account_id"),
-            contact_id: body.value("contact_id"),
-            stage: body.value("stage"),
-            amount: body.value("amount"),
-            probability: body.value("probability"),
-            close_date: body.value("close_date"),
+            name: new.name,
+            account_id: new.account_id,
+            contact_id: new.contact_id,
+            stage: new.stage.map(Stage::as_str),
+            amount: new.amount,
+            probability: new.probability,
+            close_date: new.close_date,
             created_at: now,
             updated_at: now,
-        })
+        }
     }
 }
 
 /// The fields an update changes; `None` leaves a column as it is.
 #[derive(Debug, AsChangeset)]
 #[diesel(table_name = opportunities)]
-pub struct OpportunityChanges {
+pub struct OpportunityChangeset {
     pub name: Option<String>,
     pub account_id: Option<Option<Uuid>>,
     pub contact_id: Option<Option<Uuid>>,
-    pub stage: Option<String>,
+    pub stage: Option<&'static str>,
     pub amount: Option<BigDecimal>,
     pub probability: Option<i32>,
     pub close_date: Option<Option<NaiveDate>>,
     pub updated_at: DateTime<Utc>,
 }
 
-impl OpportunityChanges {
-    pub fn from_body(mut body: ValidBody) -> Result<Self, Invalid> {
-        Ok(OpportunityChanges {
-            name: body.value("name"),
-            account_id: body.take("account_id"),
-            contact_id: body.take("contact_id"),
-            stage: body.value("stage"),
-            amount: body.value("amount"),
-            probability: body.value("probability"),
-            close_date: body.take("close_date"),
+impl OpportunityChangeset {
+    pub fn new(changes: OpportunityChanges) -> Self {
+        OpportunityChangeset {
+            name: changes.name,
+            account_id: changes.account_id,
+            contact_id: changes.contact_id,
+            stage: changes.stage.map(Stage::as_str),
+            amount: changes.amount,
+            probability: changes.probability,
+            close_date: changes.close_date,
             updated_at: super::now(),
-        })
+        }
     }
 }
 
@@ -153,14 +153,11 @@ pub async fn stats(
     Ok(stats_query(tenant, account).load(conn).await?)
 }
 
-impl References for NewOpportunity {}
-impl References for OpportunityChanges {}
-
 impl_entity!(
     Opportunities,
     OPPORTUNITIES,
     opportunities,
     Opportunity,
-    NewOpportunity,
-    OpportunityChanges
+    NewOpportunity => OpportunityRow,
+    OpportunityChanges => OpportunityChangeset
 );

@@ -12,11 +12,11 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use uuid::Uuid;
 
-use super::accounts::NewAccount;
-use super::activities::NewActivity;
-use super::contacts::NewContact;
-use super::leads::NewLead;
-use super::opportunities::NewOpportunity;
+use super::accounts::AccountRow;
+use super::activities::ActivityRow;
+use super::contacts::ContactRow;
+use super::leads::LeadRow;
+use super::opportunities::OpportunityRow;
 use super::schema::{accounts, activities, contacts, leads, opportunities};
 use super::BoxError;
 use crate::config::Config;
@@ -149,10 +149,10 @@ impl Generator {
         )
     }
 
-    fn account(&mut self) -> NewAccount {
+    fn account(&mut self) -> AccountRow {
         let (created_at, updated_at) = self.stamps();
         let name = self.company();
-        NewAccount {
+        AccountRow {
             id: Uuid::new_v4(),
             tenant_id: self.tenant,
             website: Some(format!(
@@ -171,11 +171,11 @@ impl Generator {
         }
     }
 
-    fn contact(&mut self, accounts: &[Uuid]) -> NewContact {
+    fn contact(&mut self, accounts: &[Uuid]) -> ContactRow {
         let (created_at, updated_at) = self.stamps();
         let first = self.pick(FIRST_NAMES);
         let last = self.pick(LAST_NAMES);
-        NewContact {
+        ContactRow {
             id: Uuid::new_v4(),
             tenant_id: self.tenant,
             first_name: Some(first.to_owned()),
@@ -186,17 +186,17 @@ impl Generator {
             account_id: self
                 .maybe(85, |g| accounts.choose(&mut g.rng).copied())
                 .flatten(),
-            status: Some(self.pick(CONTACT_STATUSES).to_owned()),
+            status: Some(self.pick(CONTACT_STATUSES)),
             created_at,
             updated_at,
         }
     }
 
-    fn lead(&mut self) -> NewLead {
+    fn lead(&mut self) -> LeadRow {
         let (created_at, updated_at) = self.stamps();
         let first = self.pick(FIRST_NAMES);
         let last = self.pick(LAST_NAMES);
-        NewLead {
+        LeadRow {
             id: Uuid::new_v4(),
             tenant_id: self.tenant,
             first_name: Some(first.to_owned()),
@@ -204,18 +204,18 @@ impl Generator {
             email: Some(self.email(first, last)),
             company: Some(self.company()),
             source: Some(self.pick(SOURCES).to_owned()),
-            status: Some(self.pick(LEAD_STATUSES).to_owned()),
+            status: Some(self.pick(LEAD_STATUSES)),
             score: Some(self.rng.gen_range(0..=100)),
             created_at,
             updated_at,
         }
     }
 
-    fn opportunity(&mut self, accounts: &[Uuid], contacts: &[Uuid]) -> NewOpportunity {
+    fn opportunity(&mut self, accounts: &[Uuid], contacts: &[Uuid]) -> OpportunityRow {
         let (created_at, updated_at) = self.stamps();
         let close = created_at.date_naive() + Duration::days(self.rng.gen_range(14..240));
         let cents: i64 = self.rng.gen_range(50_000..50_000_000);
-        NewOpportunity {
+        OpportunityRow {
             id: Uuid::new_v4(),
             tenant_id: self.tenant,
             name: format!("{} {}", self.pick(COMPANY_PARTS), self.pick(DEALS)),
@@ -225,7 +225,7 @@ impl Generator {
             contact_id: self
                 .maybe(70, |g| contacts.choose(&mut g.rng).copied())
                 .flatten(),
-            stage: Some(self.pick(STAGES).to_owned()),
+            stage: Some(self.pick(STAGES)),
             amount: Some(BigDecimal::new(cents.into(), 2)),
             probability: Some(self.rng.gen_range(0..=100)),
             close_date: Some(close).filter(|date| *date > NaiveDate::MIN),
@@ -234,23 +234,23 @@ impl Generator {
         }
     }
 
-    fn activity(&mut self, related: &[(&'static str, &[Uuid])]) -> NewActivity {
+    fn activity(&mut self, related: &[(&'static str, &[Uuid])]) -> ActivityRow {
         let (created_at, updated_at) = self.stamps();
         let target = self
             .maybe(70, |g| {
                 let (kind, ids) = related.choose(&mut g.rng)?;
-                Some((kind.to_string(), *ids.choose(&mut g.rng)?))
+                Some((*kind, *ids.choose(&mut g.rng)?))
             })
             .flatten();
-        NewActivity {
+        ActivityRow {
             id: Uuid::new_v4(),
             tenant_id: self.tenant,
-            type_: self.pick(ACTIVITY_TYPES).to_owned(),
+            type_: self.pick(ACTIVITY_TYPES),
             subject: self.pick(SUBJECTS).to_owned(),
             body: self.maybe(50, |_| "Notes from the conversation.".to_owned()),
-            status: Some(self.pick(ACTIVITY_STATUSES).to_owned()),
+            status: Some(self.pick(ACTIVITY_STATUSES)),
             due_at: self.maybe(60, |g| created_at + Duration::days(g.rng.gen_range(1..30))),
-            related_type: target.as_ref().map(|(kind, _)| kind.clone()),
+            related_type: target.map(|(kind, _)| kind),
             related_id: target.map(|(_, id)| id),
             created_at,
             updated_at,
@@ -288,23 +288,23 @@ pub async fn seed_tenant(
         now: super::now(),
     };
     let fifth = per_tenant / 5;
-    let accounts: Vec<NewAccount> = (0..fifth).map(|_| generator.account()).collect();
+    let accounts: Vec<AccountRow> = (0..fifth).map(|_| generator.account()).collect();
     insert_batches!(conn, accounts::table, accounts, progress);
     let account_ids: Vec<Uuid> = accounts.iter().map(|row| row.id).collect();
 
-    let contacts: Vec<NewContact> = (0..fifth)
+    let contacts: Vec<ContactRow> = (0..fifth)
         .map(|_| generator.contact(&account_ids))
         .collect();
     insert_batches!(conn, contacts::table, contacts, progress);
     let contact_ids: Vec<Uuid> = contacts.iter().map(|row| row.id).collect();
 
-    let leads: Vec<NewLead> = (0..fifth).map(|_| generator.lead()).collect();
+    let leads: Vec<LeadRow> = (0..fifth).map(|_| generator.lead()).collect();
     insert_batches!(conn, leads::table, leads, progress);
     let lead_ids: Vec<Uuid> = leads.iter().map(|row| row.id).collect();
 
     let mut opportunity_ids = Vec::with_capacity(per_tenant);
     for start in (0..per_tenant).step_by(BATCH) {
-        let batch: Vec<NewOpportunity> = (start..(start + BATCH).min(per_tenant))
+        let batch: Vec<OpportunityRow> = (start..(start + BATCH).min(per_tenant))
             .map(|_| generator.opportunity(&account_ids, &contact_ids))
             .collect();
         opportunity_ids.extend(batch.iter().map(|row| row.id));
@@ -317,7 +317,7 @@ pub async fn seed_tenant(
         ("lead", &lead_ids),
         ("opportunity", &opportunity_ids),
     ];
-    let activities: Vec<NewActivity> = (0..fifth).map(|_| generator.activity(&related)).collect();
+    let activities: Vec<ActivityRow> = (0..fifth).map(|_| generator.activity(&related)).collect();
     insert_batches!(conn, activities::table, activities, progress);
     Ok(())
 }
@@ -402,7 +402,7 @@ mod tests {
         };
         for _ in 0..200 {
             let opportunity = generator.opportunity(&[], &[]);
-            assert!(STAGES.contains(&opportunity.stage.as_deref().unwrap_or_default()));
+            assert!(STAGES.contains(&opportunity.stage.unwrap_or_default()));
             assert!(opportunity.created_at <= opportunity.updated_at);
             assert!(opportunity.account_id.is_none());
         }

@@ -1,6 +1,7 @@
 //! The five entities as the contract's tables declare them: writable fields, list filters and
 //! the columns `q` searches. Validation, query parsing and the OpenAPI document all read these.
 
+use super::choices::{ActivityStatus, ActivityType, ContactStatus, LeadStatus, RelatedType, Stage};
 use super::fields::{DefaultValue, FieldKind, FieldSpec, Presence};
 use super::Module;
 
@@ -43,20 +44,13 @@ impl EntitySpec {
     }
 }
 
-pub const CONTACT_STATUSES: &[&str] = &["active", "inactive"];
-pub const LEAD_STATUSES: &[&str] = &["new", "contacted", "qualified", "unqualified", "converted"];
+pub const CONTACT_STATUSES: &[&str] = ContactStatus::NAMES;
+pub const LEAD_STATUSES: &[&str] = LeadStatus::NAMES;
 /// In the order the stats answer lists them.
-pub const STAGES: &[&str] = &[
-    "prospecting",
-    "qualification",
-    "proposal",
-    "negotiation",
-    "closed_won",
-    "closed_lost",
-];
-pub const ACTIVITY_TYPES: &[&str] = &["call", "email", "meeting", "task", "note"];
-pub const ACTIVITY_STATUSES: &[&str] = &["planned", "completed", "cancelled"];
-pub const RELATED_TYPES: &[&str] = &["account", "contact", "lead", "opportunity"];
+pub const STAGES: &[&str] = Stage::NAMES;
+pub const ACTIVITY_TYPES: &[&str] = ActivityType::NAMES;
+pub const ACTIVITY_STATUSES: &[&str] = ActivityStatus::NAMES;
+pub const RELATED_TYPES: &[&str] = RelatedType::NAMES;
 
 /// Largest money value the `numeric(14,2)` columns hold.
 pub const MONEY_MAX: f64 = 999_999_999_999.99;

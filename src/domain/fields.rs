@@ -70,8 +70,9 @@ pub struct FieldSpec {
     pub presence: Presence,
 }
 
-/// A field value that passed its rule.
-#[derive(Debug, Clone, PartialEq)]
+/// A field value that passed its rule; it serializes as the JSON its typed body reads.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[serde(untagged)]
 pub enum FieldValue {
     Null,
     Text(String),
@@ -89,68 +90,10 @@ pub enum Mode {
     Update,
 }
 
-/// A request body whose every field passed its rule. Getters hand each value out once, as
-/// `None` (absent), `Some(None)` (explicit null) or `Some(Some(value))`.
-#[derive(Debug, Default)]
+/// A request body whose every field passed its rule, by field name; the entity's typed body
+/// ([`super::bodies::Body`]) reads it.
+#[derive(Debug, Default, serde::Serialize)]
 pub struct ValidBody(HashMap<&'static str, FieldValue>);
-
-/// Conversion out of a [`FieldValue`]; `None` when the field's kind does not match.
-pub trait FromFieldValue: Sized {
-    fn from_field_value(value: FieldValue) -> Option<Self>;
-}
-
-macro_rules! from_field_value {
-    ($ty:ty, $variant:ident) => {
-        impl FromFieldValue for $ty {
-            fn from_field_value(value: FieldValue) -> Option<Self> {
-                match value {
-                    FieldValue::$variant(v) => Some(v),
-                    _ => None,
-                }
-            }
-        }
-    };
-}
-from_field_value!(String, Text);
-from_field_value!(i32, Integer);
-from_field_value!(BigDecimal, Money);
-from_field_value!(Uuid, Uuid);
-from_field_value!(NaiveDate, Date);
-from_field_value!(DateTime<Utc>, Timestamp);
-
-impl ValidBody {
-    /// The field as given: absent, null, or a value.
-    pub fn take<T: FromFieldValue>(&mut self, name: &str) -> Option<Option<T>> {
-        match self.0.remove(name)? {
-            FieldValue::Null => Some(None),
-            value => {
-                let typed = T::from_field_value(value);
-                debug_assert!(typed.is_some(), "field {name} read with the wrong type");
-                typed.map(Some)
-            }
-        }
-    }
-
-    /// A field that may not be null: absent or a value.
-    pub fn value<T: FromFieldValue>(&mut self, name: &str) -> Option<T> {
-        self.take(name).flatten()
-    }
-
-    /// A required field on create.
-    pub fn required<T: FromFieldValue>(&mut self, name: &'static str) -> Result<T, Invalid> {
-        self.value(name)
-            .ok_or_else(|| Invalid::Body(format!("field `{name}` is required")))
-    }
-
-    pub fn contains(&self, name: &str) -> bool {
-        self.0.contains_key(name)
-    }
-
-    /// Whether the field was given as explicit `null`.
-    pub fn is_null(&self, name: &str) -> bool {
-        matches!(self.0.get(name), Some(FieldValue::Null))
-    }
-}
 
 /// Checks a JSON object against the entity's field rules.
 pub fn parse_body(
@@ -171,7 +114,7 @@ pub fn parse_body(
     }
     if mode == Mode::Create {
         for field in spec.fields {
-            if matches!(field.presence, Presence::Required) && !valid.contains(field.name) {
+            if matches!(field.presence, Presence::Required) && !valid.0.contains_key(field.name) {
                 return Err(Invalid::Body(format!("field `{}` is required", field.name)));
             }
         }
@@ -318,8 +261,10 @@ mod tests {
 
     #[test]
     fn money_keeps_two_decimals_and_refuses_more() {
-        let mut body = parse(json!({"name": "x", "amount": 12.5}), Mode::Create).unwrap();
-        let amount: BigDecimal = body.value("amount").unwrap();
+        let body = parse(json!({"name": "x", "amount": 12.5}), Mode::Create).unwrap();
+        let Some(FieldValue::Money(amount)) = body.0.get("amount") else {
+            panic!("amount is money: {body:?}")
+        };
         assert_eq!(amount.to_string(), "12.50");
         assert!(parse(json!({"name": "x", "amount": 0.125}), Mode::Create).is_err());
         assert!(parse(json!({"name": "x", "amount": -1}), Mode::Create).is_err());
@@ -334,8 +279,8 @@ mod tests {
 
     #[test]
     fn null_only_for_nullable_fields() {
-        let mut body = parse(json!({"close_date": null}), Mode::Update).unwrap();
-        assert_eq!(body.take::<NaiveDate>("close_date"), Some(None));
+        let body = parse(json!({"close_date": null}), Mode::Update).unwrap();
+        assert_eq!(body.0.get("close_date"), Some(&FieldValue::Null));
         assert!(parse(json!({"stage": null}), Mode::Update).is_err());
     }
 }

@@ -1,6 +1,8 @@
 //! Parse, don't validate: request bodies, query strings and cursors become typed values here, so
 //! the data layer only ever sees valid input.
 
+pub mod bodies;
+pub mod choices;
 pub mod cursor;
 pub mod entities;
 pub mod fields;

@@ -13,7 +13,7 @@ use super::only;
 use crate::auth::Principal;
 use crate::db::entity::{page, Keyed};
 use crate::db::{Commit, Entity, Write};
-use crate::domain::fields::{parse_body, Mode};
+use crate::domain::bodies::Body;
 use crate::domain::query::{parse_count, Filters, ListQuery};
 use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
@@ -187,12 +187,12 @@ async fn create<E: Entity>(
     body: JsonObject,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let body = parse_body(E::SPEC, body.0, Mode::Create)?;
+    let new = E::New::parse(body.0)?;
     let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
         .write(outbox(&state, &principal, &req), async |conn| {
-            E::create(conn, tenant, body).await
+            E::create(conn, tenant, new).await
         })
         .await;
     Ok(answer(write, |record| {
@@ -210,12 +210,12 @@ async fn update<E: Entity>(
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     let id = path_id(&req)?;
-    let body = parse_body(E::SPEC, body.0, Mode::Update)?;
+    let changes = E::Changes::parse(body.0)?;
     let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
         .write(outbox(&state, &principal, &req), async |conn| {
-            E::update(conn, tenant, id, body).await
+            E::update(conn, tenant, id, changes).await
         })
         .await;
     Ok(answer(write, |record| HttpResponse::Ok().json(record)))

@@ -4,11 +4,11 @@
 
 use std::collections::HashSet;
 
-use aishacrm::db::accounts::NewAccount;
-use aishacrm::db::activities::NewActivity;
-use aishacrm::db::contacts::NewContact;
-use aishacrm::db::leads::NewLead;
-use aishacrm::db::opportunities::NewOpportunity;
+use aishacrm::db::accounts::AccountRow;
+use aishacrm::db::activities::ActivityRow;
+use aishacrm::db::contacts::ContactRow;
+use aishacrm::db::leads::LeadRow;
+use aishacrm::db::opportunities::OpportunityRow;
 use aishacrm::db::schema::{accounts, activities, contacts, leads, opportunities};
 use chrono::{DateTime, Duration, SubsecRound, Utc};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
@@ -163,7 +163,7 @@ async fn insert_at(
     let inserted = match module {
         "accounts" => {
             diesel::insert_into(accounts::table)
-                .values(NewAccount {
+                .values(AccountRow {
                     id,
                     tenant_id: tenant,
                     name: label,
@@ -180,7 +180,7 @@ async fn insert_at(
         }
         "contacts" => {
             diesel::insert_into(contacts::table)
-                .values(NewContact {
+                .values(ContactRow {
                     id,
                     tenant_id: tenant,
                     first_name: None,
@@ -198,7 +198,7 @@ async fn insert_at(
         }
         "leads" => {
             diesel::insert_into(leads::table)
-                .values(NewLead {
+                .values(LeadRow {
                     id,
                     tenant_id: tenant,
                     first_name: None,
@@ -216,7 +216,7 @@ async fn insert_at(
         }
         "opportunities" => {
             diesel::insert_into(opportunities::table)
-                .values(NewOpportunity {
+                .values(OpportunityRow {
                     id,
                     tenant_id: tenant,
                     name: label,
@@ -234,10 +234,10 @@ async fn insert_at(
         }
         "activities" => {
             diesel::insert_into(activities::table)
-                .values(NewActivity {
+                .values(ActivityRow {
                     id,
                     tenant_id: tenant,
-                    type_: "task".into(),
+                    type_: "task",
                     subject: label,
                     body: None,
                     status: None,

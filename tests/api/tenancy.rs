@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use aishacrm::db::accounts::NewAccount;
+use aishacrm::db::accounts::AccountRow;
 use aishacrm::db::schema::accounts;
 use diesel_async::RunQueryDsl;
 use serde_json::{json, Value};
@@ -368,7 +368,7 @@ async fn an_id_that_exists_in_two_tenants_resolves_per_tenant() {
     let now = aishacrm::db::now();
     let mut conn = app.db().await;
     diesel::insert_into(accounts::table)
-        .values(NewAccount {
+        .values(AccountRow {
             id,
             tenant_id: tenant_b,
             name: "B's".into(),
