@@ -137,6 +137,11 @@ pub async fn check_reference(
 /// Implements [`Keyed`], a `list_query` and [`Entity`] for one table. The entity module supplies
 /// the record type, the insert row and changeset built (`new`) from the entity's typed bodies,
 /// and `filtered`: the only parts that differ between entities.
+///
+/// A macro rather than default methods of [`Entity`]: each table is its own diesel type, and
+/// the bounds a generic insert, update and boxed select need over it are longer than the
+/// queries themselves. Everything that is not a diesel query (paging, reference checks, the
+/// bodies) lives outside the macro.
 macro_rules! impl_entity {
     (
         $entity:ident,
@@ -205,8 +210,7 @@ macro_rules! impl_entity {
                 id: uuid::Uuid,
             ) -> $crate::db::Result<$record> {
                 Ok($table::table
-                    .filter($table::tenant_id.eq(tenant.0))
-                    .filter($table::id.eq(id))
+                    .find((tenant.0, id))
                     .select($record::as_select())
                     .first(conn)
                     .await?)
@@ -233,9 +237,8 @@ macro_rules! impl_entity {
             ) -> $crate::db::Result<$record> {
                 $crate::db::entity::check_reference(conn, tenant, &changes).await?;
                 Ok(diesel::update(
-                    $table::table
-                        .filter($table::tenant_id.eq(tenant.0))
-                        .filter($table::id.eq(id)),
+                    // The primary key is (tenant_id, id).
+                    $table::table.find((tenant.0, id)),
                 )
                 .set($changeset::new(changes))
                 .returning($record::as_returning())
@@ -249,9 +252,8 @@ macro_rules! impl_entity {
                 id: uuid::Uuid,
             ) -> $crate::db::Result<()> {
                 let rows = diesel::delete(
-                    $table::table
-                        .filter($table::tenant_id.eq(tenant.0))
-                        .filter($table::id.eq(id)),
+                    // The primary key is (tenant_id, id).
+                    $table::table.find((tenant.0, id)),
                 )
                 .execute(conn)
                 .await?;
