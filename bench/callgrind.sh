@@ -3,6 +3,7 @@
 # unlike req/s on a shared 2-core machine, does not move with whatever else the machine is doing.
 #
 #   bench/callgrind.sh [ceiling|l1|l1-logging|l2]...     (default: all four)
+#   BINARY=/tmp/variant bench/callgrind.sh l1             (a binary built elsewhere, e.g. an A/B)
 #
 # Each target runs under callgrind with one worker on 127.0.0.1:18350, is warmed up with 3 s of
 # wrk, has its counters zeroed, then serves 10 s of `wrk -t1 -c4` on the list page of the largest
@@ -25,12 +26,13 @@ mkdir -p "$out"
 for tool in valgrind callgrind_control callgrind_annotate wrk curl psql redis-cli; do
   command -v "$tool" >/dev/null || { echo "bench/callgrind.sh: $tool is missing" >&2; exit 1; }
 done
-cargo build --release --bin aishacrm --example ceiling
+bin=${BINARY:-target/release/aishacrm}
+[ -n "${BINARY:-}" ] || cargo build --release --bin aishacrm --example ceiling
 
 tenant=$(psql "$DATABASE_URL" -Atc \
   "SELECT tenant_id FROM opportunities GROUP BY tenant_id ORDER BY count(*) DESC, tenant_id LIMIT 1")
 [ -n "$tenant" ] || { echo "bench/callgrind.sh: seed the benchmark database first (bench/run.sh)" >&2; exit 1; }
-token=$(RUST_LOG=warn target/release/aishacrm token --tenant "$tenant")
+token=$(RUST_LOG=warn "$bin" token --tenant "$tenant")
 url="http://127.0.0.1:$port/api/v2/opportunities"
 page=$(mktemp)
 
@@ -47,7 +49,7 @@ cleanup() {
 trap cleanup EXIT
 
 # The ceiling answers the real list page, fetched from a plain run of the service.
-BIND=127.0.0.1:$port RUST_LOG=warn target/release/aishacrm serve 2>/dev/null &
+BIND=127.0.0.1:$port RUST_LOG=warn "$bin" serve 2>/dev/null &
 pid=$!
 for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/health/live" && break; sleep 0.1; done
 curl -sf -o "$page" -H "Authorization: Bearer $token" "$url" # a miss
@@ -61,7 +63,7 @@ measure() {
   local target=$1 profile="$out/$1.out"
   rm -f "$profile" "$profile".*
   local -a env=(BIND=127.0.0.1:$port WORKERS=1 RUST_LOG=warn)
-  local -a argv=(target/release/aishacrm serve)
+  local -a argv=("$bin" serve)
   case $target in
     # with the ETag and X-Cache headers of an L1 hit, as in bench/run.sh
     ceiling) env+=(CEILING_BODY_FILE="$page" CEILING_ETAG="$etag") argv=(target/release/examples/ceiling) ;;

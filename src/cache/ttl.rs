@@ -5,21 +5,21 @@ use std::time::Duration;
 
 use crate::domain::{Module, Operation};
 
-/// The overrides as a table by module and operation, resolved once when the cache is built.
+/// The overrides by module and operation, their names resolved once when the cache is built.
 pub(super) struct Ttls {
-    overrides: [[Option<u64>; Operation::COUNT]; Module::COUNT],
+    overrides: HashMap<(Module, Operation), Duration>,
 }
 
 impl Ttls {
     /// Names that match no module and operation are ignored.
     pub(super) fn new(overrides: &HashMap<String, u64>) -> Self {
-        let mut table = [[None; Operation::COUNT]; Module::COUNT];
+        let mut table = HashMap::new();
         for (name, secs) in overrides {
             for module in Module::ALL {
                 for operation in Operation::ALL {
                     let wanted = format!("{}_{}", module.name(), operation.name());
                     if name.eq_ignore_ascii_case(&wanted) {
-                        table[module.index()][operation.index()] = Some(*secs);
+                        table.insert((module, operation), Duration::from_secs(*secs));
                     }
                 }
             }
@@ -28,7 +28,10 @@ impl Ttls {
     }
 
     pub(super) fn of(&self, module: Module, operation: Operation, default: Duration) -> Duration {
-        self.overrides[module.index()][operation.index()].map_or(default, Duration::from_secs)
+        self.overrides
+            .get(&(module, operation))
+            .copied()
+            .unwrap_or(default)
     }
 }
 
