@@ -1,4 +1,4 @@
-//! The `aishacrm` command line: `serve` (default), `migrate`, `seed`, `token`.
+//! The `aishacrm` command line: `serve` (default), `migrate`, `seed`, `token`, `cache`, `aggregates`.
 
 use clap::{Args, Parser, Subcommand};
 use uuid::Uuid;
@@ -34,6 +34,22 @@ pub enum Command {
     /// Manage the shared cache.
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// Check or rebuild the per-tenant counts and stage totals the database keeps.
+    #[command(subcommand)]
+    Aggregates(AggregatesCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AggregatesCommand {
+    /// Compare every tenant's aggregates with COUNT(*) and GROUP BY over its rows; exits non-zero
+    /// naming each figure that drifted.
+    Verify,
+    /// Recompute the aggregates from the rows (writers wait meanwhile).
+    Rebuild {
+        /// Only this tenant's.
+        #[arg(long)]
+        tenant: Option<Uuid>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -98,6 +114,13 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
             };
             runtime.block_on(db::seed::run(&config, &plan))
         }
+        Command::Aggregates(command) => {
+            db::prepare(&config.database_url)?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            runtime.block_on(aggregates(&config, command))
+        }
         Command::Cache(CacheCommand::Flush) => {
             let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -120,6 +143,30 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
                 .expecting(config.jwt_audience.as_deref(), config.jwt_issuer.as_deref())
                 .mint(args.tenant, args.role, &args.sub, args.ttl_secs)?;
             println!("{token}");
+            Ok(())
+        }
+    }
+}
+
+async fn aggregates(config: &Config, command: AggregatesCommand) -> Result<(), BoxError> {
+    use diesel_async::{AsyncConnection, AsyncPgConnection};
+    let mut conn = AsyncPgConnection::establish(&config.database_url).await?;
+    match command {
+        AggregatesCommand::Verify => {
+            let drift = db::aggregates::drift(&mut conn).await?;
+            for figure in &drift {
+                println!("{figure}");
+            }
+            if drift.is_empty() {
+                println!("aggregates match the rows");
+                Ok(())
+            } else {
+                Err(format!("{} aggregate figures drifted from the rows", drift.len()).into())
+            }
+        }
+        AggregatesCommand::Rebuild { tenant } => {
+            db::aggregates::rebuild(&mut conn, tenant.map(crate::domain::TenantId)).await?;
+            println!("aggregates rebuilt");
             Ok(())
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod activities;
+pub mod aggregates;
 pub mod contacts;
 pub mod entity;
 mod error;

@@ -90,3 +90,22 @@ diesel::table! {
         committed_at -> Timestamptz,
     }
 }
+
+diesel::table! {
+    tenant_counts (tenant_id, module, slot) {
+        tenant_id -> Uuid,
+        module -> Text,
+        slot -> Int2,
+        count -> Int8,
+    }
+}
+
+diesel::table! {
+    stage_totals (tenant_id, stage, slot) {
+        tenant_id -> Uuid,
+        stage -> Text,
+        slot -> Int2,
+        count -> Int8,
+        amount -> Numeric,
+    }
+}

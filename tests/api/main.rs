@@ -6,6 +6,7 @@ mod support;
 // The harness under the name every test file imports it by.
 use support::harness as helpers;
 
+mod aggregates;
 mod auth;
 mod cache;
 mod cache_race;

@@ -1,0 +1,18 @@
+DROP TRIGGER accounts_counted_in ON accounts;
+DROP TRIGGER accounts_counted_out ON accounts;
+DROP TRIGGER contacts_counted_in ON contacts;
+DROP TRIGGER contacts_counted_out ON contacts;
+DROP TRIGGER leads_counted_in ON leads;
+DROP TRIGGER leads_counted_out ON leads;
+DROP TRIGGER opportunities_counted_in ON opportunities;
+DROP TRIGGER opportunities_counted_out ON opportunities;
+DROP TRIGGER activities_counted_in ON activities;
+DROP TRIGGER activities_counted_out ON activities;
+DROP TRIGGER opportunities_staged_in ON opportunities;
+DROP TRIGGER opportunities_staged_change ON opportunities;
+DROP TRIGGER opportunities_staged_out ON opportunities;
+DROP FUNCTION total_stages();
+DROP FUNCTION count_rows();
+DROP FUNCTION aggregate_slot();
+DROP TABLE stage_totals;
+DROP TABLE tenant_counts;

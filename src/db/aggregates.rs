@@ -1,0 +1,107 @@
+//! Per-tenant aggregates (each entity's record count; the opportunities' count and amount per
+//! stage) that the triggers of migration `tenant_aggregates` keep in the transaction of every
+//! write, spread over slots so that writers of one tenant do not queue on one row. Here: reading
+//! them, checking them against the rows (`aishacrm aggregates verify`) and rebuilding them
+//! (`aishacrm aggregates rebuild`).
+
+use diesel::prelude::*;
+use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
+use uuid::Uuid;
+
+use super::error::Result;
+use crate::domain::TenantId;
+
+/// One figure whose kept value differs from what the rows say.
+#[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]
+pub struct Drift {
+    #[diesel(sql_type = SqlUuid)]
+    pub tenant_id: Uuid,
+    /// `accounts count`, `stage proposal count`, `stage proposal amount`, …
+    #[diesel(sql_type = Text)]
+    pub figure: String,
+    #[diesel(sql_type = Text)]
+    pub kept: String,
+    #[diesel(sql_type = Text)]
+    pub actual: String,
+}
+
+impl std::fmt::Display for Drift {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "tenant {}: {} is {} in the aggregates, {} in the rows",
+            self.tenant_id, self.figure, self.kept, self.actual
+        )
+    }
+}
+
+/// The figures the rows say, per tenant: `(tenant_id, figure, value)`.
+const ACTUAL: &str = "
+    SELECT tenant_id, 'accounts count' AS figure, count(*)::numeric AS value FROM accounts GROUP BY 1
+    UNION ALL SELECT tenant_id, 'contacts count', count(*) FROM contacts GROUP BY 1
+    UNION ALL SELECT tenant_id, 'leads count', count(*) FROM leads GROUP BY 1
+    UNION ALL SELECT tenant_id, 'opportunities count', count(*) FROM opportunities GROUP BY 1
+    UNION ALL SELECT tenant_id, 'activities count', count(*) FROM activities GROUP BY 1
+    UNION ALL SELECT tenant_id, 'stage ' || stage || ' count', count(*)
+        FROM opportunities GROUP BY tenant_id, stage
+    UNION ALL SELECT tenant_id, 'stage ' || stage || ' amount', sum(amount)
+        FROM opportunities GROUP BY tenant_id, stage";
+
+/// The same figures as the aggregates keep them, summed over their slots.
+const KEPT: &str = "
+    SELECT tenant_id, module || ' count' AS figure, sum(count)::numeric AS value
+        FROM tenant_counts GROUP BY tenant_id, module
+    UNION ALL SELECT tenant_id, 'stage ' || stage || ' count', sum(count)
+        FROM stage_totals GROUP BY tenant_id, stage
+    UNION ALL SELECT tenant_id, 'stage ' || stage || ' amount', sum(amount)
+        FROM stage_totals GROUP BY tenant_id, stage";
+
+/// Every figure of every tenant whose aggregate differs from its rows (a figure absent on one
+/// side counts as 0), read in one snapshot so that writes under way cannot show as drift.
+pub async fn drift(conn: &mut AsyncPgConnection) -> Result<Vec<Drift>> {
+    let query = format!(
+        "SELECT tenant_id, figure, coalesce(kept.value, 0)::text AS kept,
+                coalesce(actual.value, 0)::text AS actual
+         FROM ({ACTUAL}) AS actual FULL JOIN ({KEPT}) AS kept USING (tenant_id, figure)
+         WHERE coalesce(kept.value, 0) <> coalesce(actual.value, 0)
+         ORDER BY tenant_id, figure"
+    );
+    let drift = conn
+        .build_transaction()
+        .repeatable_read()
+        .read_only()
+        .run(async move |conn| diesel::sql_query(query).load(conn).await)
+        .await?;
+    Ok(drift)
+}
+
+/// Recomputes the aggregates of `tenant` (of every tenant when `None`) from the rows. Writers
+/// wait meanwhile (the tables are locked in SHARE mode; readers go on), so that no write falls
+/// between the count and the replacement.
+pub async fn rebuild(conn: &mut AsyncPgConnection, tenant: Option<TenantId>) -> Result<()> {
+    let scope = match tenant {
+        // A UUID's text is safe inside a literal.
+        Some(tenant) => format!("WHERE tenant_id = '{tenant}'"),
+        None => String::new(),
+    };
+    let script = format!(
+        "LOCK TABLE accounts, contacts, leads, opportunities, activities IN SHARE MODE;
+         DELETE FROM tenant_counts {scope};
+         DELETE FROM stage_totals {scope};
+         INSERT INTO tenant_counts (tenant_id, module, slot, count)
+             SELECT tenant_id, 'accounts', 0, count(*) FROM accounts {scope} GROUP BY tenant_id
+             UNION ALL SELECT tenant_id, 'contacts', 0, count(*) FROM contacts {scope} GROUP BY tenant_id
+             UNION ALL SELECT tenant_id, 'leads', 0, count(*) FROM leads {scope} GROUP BY tenant_id
+             UNION ALL SELECT tenant_id, 'opportunities', 0, count(*) FROM opportunities {scope}
+                 GROUP BY tenant_id
+             UNION ALL SELECT tenant_id, 'activities', 0, count(*) FROM activities {scope}
+                 GROUP BY tenant_id;
+         INSERT INTO stage_totals (tenant_id, stage, slot, count, amount)
+             SELECT tenant_id, stage, 0, count(*), sum(amount) FROM opportunities {scope}
+                 GROUP BY tenant_id, stage;"
+    );
+    conn.transaction(async move |conn| conn.batch_execute(&script).await)
+        .await?;
+    Ok(())
+}

@@ -1,0 +1,188 @@
+//! The per-tenant aggregates the database keeps with every write, and the `aggregates verify` /
+//! `aggregates rebuild` commands that check and repair them.
+
+use std::process::{Command, Output};
+
+use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+use serde_json::{json, Value};
+use uuid::Uuid;
+
+use aishacrm::db::aggregates;
+use aishacrm::domain::TenantId;
+
+use crate::helpers::{spawn_app, TestApp};
+
+fn aishacrm(app: &TestApp, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_aishacrm"))
+        .args(args)
+        .env("DATABASE_URL", &app.database.url)
+        .env_remove("REDIS_URL")
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("running aishacrm")
+}
+
+fn id(record: &Value) -> String {
+    record["id"].as_str().expect("record id").to_owned()
+}
+
+/// Writes of every kind in two tenants: creates, stage and amount updates, deletes, and the
+/// deletes of an account and a contact whose references the database sets to null.
+async fn write_everything(app: &TestApp, token: &str) {
+    let account = app.create("accounts", token, json!({"name": "Acme"})).await;
+    let contact = app
+        .create(
+            "contacts",
+            token,
+            json!({"last_name": "Lovelace", "account_id": id(&account)}),
+        )
+        .await;
+    app.create("leads", token, json!({"last_name": "Lead"}))
+        .await;
+    let mut deals = Vec::new();
+    for (stage, amount) in [
+        ("prospecting", 10.5),
+        ("proposal", 20.0),
+        ("closed_won", 30.25),
+    ] {
+        let body = json!({"name": "Deal", "stage": stage, "amount": amount,
+                          "account_id": id(&account), "contact_id": id(&contact)});
+        deals.push(app.create("opportunities", token, body).await);
+    }
+    app.create(
+        "activities",
+        token,
+        json!({"type": "call", "subject": "Hi", "related_type": "account", "related_id": id(&account)}),
+    )
+    .await;
+    let path = |record: &Value| format!("/api/v2/opportunities/{}", id(record));
+    let moved = app
+        .patch(
+            &path(&deals[0]),
+            token,
+            &json!({"stage": "negotiation", "amount": 99.99}),
+        )
+        .await;
+    assert_eq!(moved.status().as_u16(), 200);
+    let renamed = app
+        .patch(&path(&deals[1]), token, &json!({"name": "Renamed"}))
+        .await;
+    assert_eq!(renamed.status().as_u16(), 200);
+    assert_eq!(
+        app.delete(&path(&deals[2]), token).await.status().as_u16(),
+        204
+    );
+    let refused = app
+        .patch(&path(&deals[1]), token, &json!({"stage": "nope"}))
+        .await;
+    assert_eq!(refused.status().as_u16(), 400);
+    let contact_path = format!("/api/v2/contacts/{}", id(&contact));
+    assert_eq!(
+        app.delete(&contact_path, token).await.status().as_u16(),
+        204
+    );
+    let account_path = format!("/api/v2/accounts/{}", id(&account));
+    assert_eq!(
+        app.delete(&account_path, token).await.status().as_u16(),
+        204
+    );
+}
+
+#[tokio::test]
+async fn every_kind_of_write_keeps_the_aggregates_equal_to_the_rows() {
+    let app = spawn_app().await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    write_everything(&app, &app.token(a)).await;
+    write_everything(&app, &app.token(b)).await;
+
+    let mut conn = app.db().await;
+    assert_eq!(aggregates::drift(&mut conn).await.expect("drift"), vec![]);
+    let counts: Vec<(String, i64)> = diesel::sql_query(format!(
+        "SELECT module, sum(count)::int8 AS n FROM tenant_counts WHERE tenant_id = '{a}'
+         GROUP BY module ORDER BY module"
+    ))
+    .load::<CountRow>(&mut conn)
+    .await
+    .expect("counts")
+    .into_iter()
+    .map(|row| (row.module, row.n))
+    .collect();
+    // The account, its contact and one deal are gone; the rest stay.
+    assert_eq!(
+        counts,
+        vec![
+            ("accounts".to_owned(), 0),
+            ("activities".to_owned(), 1),
+            ("contacts".to_owned(), 0),
+            ("leads".to_owned(), 1),
+            ("opportunities".to_owned(), 2),
+        ]
+    );
+}
+
+#[derive(diesel::QueryableByName)]
+struct CountRow {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    module: String,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+#[tokio::test]
+async fn verify_names_a_drifted_figure_and_rebuild_repairs_only_the_tenant_asked() {
+    let app = spawn_app().await;
+    let (a, b) = (Uuid::new_v4(), Uuid::new_v4());
+    write_everything(&app, &app.token(a)).await;
+    write_everything(&app, &app.token(b)).await;
+    let output = aishacrm(&app, &["aggregates", "verify"]);
+    assert!(output.status.success(), "{output:?}");
+
+    let mut conn = app.db().await;
+    conn.batch_execute(&format!(
+        "UPDATE tenant_counts SET count = count + 3 WHERE tenant_id IN ('{a}', '{b}')
+           AND module = 'leads' AND count <> 0;
+         INSERT INTO stage_totals VALUES ('{a}', 'proposal', 15, 0, 5)"
+    ))
+    .await
+    .expect("corrupting the aggregates");
+    let drift = aggregates::drift(&mut conn).await.expect("drift");
+    let named: Vec<String> = drift.iter().map(ToString::to_string).collect();
+    assert_eq!(
+        named
+            .iter()
+            .filter(|line| line.contains("leads count is 4 in the aggregates, 1 in the rows"))
+            .count(),
+        2,
+        "{named:?}"
+    );
+    assert!(
+        named.contains(&format!(
+            "tenant {a}: stage proposal amount is 25.00 in the aggregates, 20.00 in the rows"
+        )),
+        "{named:?}"
+    );
+    let output = aishacrm(&app, &["aggregates", "verify"]);
+    assert!(
+        !output.status.success(),
+        "drift must fail verify: {output:?}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        stdout.contains(&format!("tenant {a}: leads count")),
+        "{stdout}"
+    );
+
+    aggregates::rebuild(&mut conn, Some(TenantId(a)))
+        .await
+        .expect("rebuild");
+    let left = aggregates::drift(&mut conn).await.expect("drift");
+    assert!(
+        !left.is_empty() && left.iter().all(|d| d.tenant_id == b),
+        "{left:?}"
+    );
+
+    let output = aishacrm(&app, &["aggregates", "rebuild"]);
+    assert!(output.status.success(), "{output:?}");
+    let output = aishacrm(&app, &["aggregates", "verify"]);
+    assert!(output.status.success(), "{output:?}");
+}
