@@ -6,6 +6,7 @@
 mod support;
 use support::harness as helpers;
 
+mod aggregates;
 mod bus_faults;
 mod cache_faults;
 mod cluster;
