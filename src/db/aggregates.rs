@@ -4,13 +4,65 @@
 //! them, checking them against the rows (`aishacrm aggregates verify`) and rebuilding them
 //! (`aishacrm aggregates rebuild`).
 
+use diesel::dsl::sql;
 use diesel::prelude::*;
-use diesel::sql_types::{Text, Uuid as SqlUuid};
+use diesel::sql_types::{BigInt, Nullable, Numeric, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use uuid::Uuid;
 
 use super::error::Result;
-use crate::domain::TenantId;
+use super::opportunities::StageRow;
+use super::schema::{stage_totals, tenant_counts};
+use crate::domain::query::Filters;
+use crate::domain::{Module, TenantId};
+
+/// The count of `module`'s records matching `filters` when the aggregates hold it: with no
+/// filter at all, or an opportunity count by `stage` alone. `None`: the rows must be counted.
+pub async fn count(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    module: Module,
+    filters: &Filters,
+) -> Result<Option<i64>> {
+    // Slot sums: PostgreSQL's sum of int8 is numeric, cast back.
+    let total = || sql::<Nullable<BigInt>>("sum(count)::int8");
+    if filters.is_empty() {
+        let count: Option<i64> = tenant_counts::table
+            .filter(tenant_counts::tenant_id.eq(tenant.0))
+            .filter(tenant_counts::module.eq(module.name()))
+            .select(total())
+            .first(conn)
+            .await?;
+        return Ok(Some(count.unwrap_or(0)));
+    }
+    match filters.sole_text("stage") {
+        Some(stage) if module == Module::Opportunities => {
+            let count: Option<i64> = stage_totals::table
+                .filter(stage_totals::tenant_id.eq(tenant.0))
+                .filter(stage_totals::stage.eq(stage))
+                .select(total())
+                .first(conn)
+                .await?;
+            Ok(Some(count.unwrap_or(0)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The tenant's opportunity count and amount per stage, stages without opportunities absent.
+pub async fn stages(conn: &mut AsyncPgConnection, tenant: TenantId) -> Result<Vec<StageRow>> {
+    Ok(stage_totals::table
+        .filter(stage_totals::tenant_id.eq(tenant.0))
+        .group_by(stage_totals::stage)
+        .having(sql::<diesel::sql_types::Bool>("sum(count) > 0"))
+        .select((
+            stage_totals::stage,
+            sql::<BigInt>("sum(count)::int8"),
+            sql::<Nullable<Numeric>>("sum(amount)"),
+        ))
+        .load(conn)
+        .await?)
+}
 
 /// One figure whose kept value differs from what the rows say.
 #[derive(Debug, Clone, PartialEq, Eq, QueryableByName)]

@@ -201,6 +201,12 @@ macro_rules! impl_entity {
                 tenant: $crate::domain::TenantId,
                 filters: &$crate::domain::query::Filters,
             ) -> $crate::db::Result<i64> {
+                let module = <Self as $crate::db::Entity>::SPEC.module;
+                if let Some(count) =
+                    $crate::db::aggregates::count(conn, tenant, module, filters).await?
+                {
+                    return Ok(count);
+                }
                 Ok(filtered(tenant, filters).count().get_result(conn).await?)
             }
 

@@ -145,11 +145,15 @@ pub fn stats_query(
         ))
 }
 
+/// Per stage: from the kept aggregates for the whole tenant, from the rows for one account.
 pub async fn stats(
     conn: &mut AsyncPgConnection,
     tenant: TenantId,
     account: Option<Uuid>,
 ) -> super::Result<Vec<StageRow>> {
+    if account.is_none() {
+        return super::aggregates::stages(conn, tenant).await;
+    }
     Ok(stats_query(tenant, account).load(conn).await?)
 }
 

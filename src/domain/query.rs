@@ -100,6 +100,18 @@ pub struct Filters {
 }
 
 impl Filters {
+    /// Whether neither a filter nor `q` is given.
+    pub fn is_empty(&self) -> bool {
+        self.q.is_none() && self.values.is_empty()
+    }
+
+    /// The text of filter `name` when it is the only thing given (no other filter, no `q`).
+    pub fn sole_text(&self, name: &str) -> Option<&str> {
+        (self.q.is_none() && self.values.len() == 1)
+            .then(|| self.text(name))
+            .flatten()
+    }
+
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.values.get(name)? {
             FilterValue::Text(text) => Some(text),

@@ -186,3 +186,73 @@ async fn verify_names_a_drifted_figure_and_rebuild_repairs_only_the_tenant_asked
     let output = aishacrm(&app, &["aggregates", "verify"]);
     assert!(output.status.success(), "{output:?}");
 }
+
+/// Which answers read the kept aggregates: an aggregate moved by hand shows in the unfiltered
+/// count, the count by stage alone and the whole-tenant stats, and in no answer that has to
+/// count rows (another filter, `q`, stats of one account).
+#[tokio::test]
+async fn unfiltered_counts_stage_counts_and_stats_read_the_aggregates() {
+    let app = spawn_app().await;
+    let tenant = Uuid::new_v4();
+    let token = app.token(tenant);
+    let account = app
+        .create("accounts", &token, json!({"name": "Acme"}))
+        .await;
+    let body =
+        json!({"name": "Deal", "stage": "proposal", "amount": 20, "account_id": id(&account)});
+    app.create("opportunities", &token, body).await;
+    let mut conn = app.db().await;
+    conn.batch_execute(&format!(
+        "INSERT INTO tenant_counts VALUES ('{tenant}', 'accounts', 15, 5);
+         INSERT INTO stage_totals VALUES ('{tenant}', 'proposal', 15, 2, 7)"
+    ))
+    .await
+    .expect("moving the aggregates");
+
+    let fresh = |path: &str| {
+        let path = path.to_owned();
+        let app = &app;
+        let token = &token;
+        async move {
+            let response = app
+                .get_with(&path, token, &[("cache-control", "no-cache")])
+                .await;
+            crate::helpers::into_json(response).await
+        }
+    };
+    assert_eq!(
+        fresh("/api/v2/accounts/count").await,
+        (200, json!({"count": 6}))
+    );
+    assert_eq!(
+        fresh("/api/v2/accounts/count?q=Acme").await,
+        (200, json!({"count": 1}))
+    );
+    assert_eq!(
+        fresh("/api/v2/opportunities/count?stage=proposal").await,
+        (200, json!({"count": 3}))
+    );
+    let by_account = format!(
+        "/api/v2/opportunities/count?stage=proposal&account_id={}",
+        id(&account)
+    );
+    assert_eq!(fresh(&by_account).await, (200, json!({"count": 1})));
+
+    let (status, stats) = fresh("/api/v2/opportunities/stats").await;
+    assert_eq!(status, 200);
+    let proposal = stats["stages"]
+        .as_array()
+        .expect("stages")
+        .iter()
+        .find(|stage| stage["stage"] == "proposal")
+        .cloned()
+        .expect("the proposal stage");
+    assert_eq!(proposal["count"], json!(3), "{stats}");
+    assert_eq!(proposal["amount"].as_f64(), Some(27.0), "{stats}");
+    let (_, one_account) = fresh(&format!(
+        "/api/v2/opportunities/stats?account_id={}",
+        id(&account)
+    ))
+    .await;
+    assert_eq!(one_account["total"]["count"], json!(1), "{one_account}");
+}

@@ -394,7 +394,8 @@ async fn end_app_sessions(observer: &mut AsyncPgConnection) {
 }
 
 /// Single flight (rule 6), observed from PostgreSQL. A test transaction holds `accounts` in
-/// ACCESS EXCLUSIVE mode, so the count query of a cold key blocks; 20 concurrent GETs of that key
+/// ACCESS EXCLUSIVE mode, so the count query of a cold key blocks (a filtered count: an
+/// unfiltered one reads the kept aggregates, not `accounts`); 20 concurrent GETs of that key
 /// are sent to one instance (with a pool big enough for each to get its own connection). While
 /// the lock is held for ~300 ms, `pg_stat_activity` must show exactly one backend waiting (the
 /// leader's query) and no answer may come back; a different key (leads count) answers meanwhile.
@@ -415,7 +416,12 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
     let tenant = Uuid::new_v4();
     let token = app.token(tenant);
     for name in ["Alpha", "Beta", "Gamma"] {
-        app.create("accounts", &token, json!({"name": name})).await;
+        app.create(
+            "accounts",
+            &token,
+            json!({"name": name, "industry": "Software"}),
+        )
+        .await;
     }
 
     let mut locker = app.db().await;
@@ -428,7 +434,7 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
         .expect("locking accounts");
 
     let finished = Arc::new(AtomicUsize::new(0));
-    let url = format!("{}/api/v2/accounts/count", app.address);
+    let url = format!("{}/api/v2/accounts/count?industry=Software", app.address);
     let requests: Vec<_> = (0..CONCURRENT)
         .map(|_| {
             let (client, url, token, finished) = (
@@ -523,7 +529,9 @@ async fn concurrent_misses_on_one_key_run_the_query_once() {
     );
     let body: Value = serde_json::from_str(&bodies[0]).expect("JSON body");
     assert_eq!(body, json!({"count": 3}));
-    let (cache, tier, again) = app.get_cached("/api/v2/accounts/count", &token).await;
+    let (cache, tier, again) = app
+        .get_cached("/api/v2/accounts/count?industry=Software", &token)
+        .await;
     assert_eq!(
         (cache.as_str(), tier.as_str(), again),
         ("HIT", "L1", body),

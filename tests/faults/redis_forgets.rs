@@ -151,11 +151,12 @@ async fn cache_flush_is_fenced_a_load_under_way_cannot_store_its_answer_after_it
     let token = app.token(Uuid::new_v4());
     app.create("leads", &token, minimal("leads")).await;
 
-    // A read that misses and then waits inside PostgreSQL until the test lets it go.
+    // A read that misses and then waits inside PostgreSQL until the test lets it go (the
+    // unfiltered count reads the kept aggregates).
     let mut lock = app.db().await;
-    lock.batch_execute("BEGIN; LOCK TABLE leads IN ACCESS EXCLUSIVE MODE")
+    lock.batch_execute("BEGIN; LOCK TABLE tenant_counts IN ACCESS EXCLUSIVE MODE")
         .await
-        .expect("locking the leads table");
+        .expect("locking the aggregates table");
     let reader = {
         let (client, url, token) = (
             app.client.clone(),
