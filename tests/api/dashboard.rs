@@ -120,3 +120,68 @@ async fn bundle_has_counts_stages_and_the_five_newest_of_each_entity() {
     assert_eq!(bundle["recent"]["opportunities"][0]["name"], "Big");
     assert!(bundle["generated_at"].as_str().unwrap().ends_with('Z'));
 }
+
+/// The misses of the bundle's part for `module` this process has counted so far.
+async fn part_misses(app: &crate::helpers::TestApp, module: &str) -> u64 {
+    let text = app
+        .client
+        .get(format!("{}/metrics", app.address))
+        .send()
+        .await
+        .expect("scraping /metrics")
+        .text()
+        .await
+        .expect("metrics text");
+    let series = format!(
+        r#"aishacrm_cache_requests_total{{module="{module}",operation="bundle",result="miss""#
+    );
+    text.lines()
+        .filter(|line| line.starts_with(&series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum()
+}
+
+/// The bundle is composed from parts: after a lead is created, the next bundle is a MISS (its
+/// leads part was rebuilt) that recomputes only the leads part, and shows the new lead; the one
+/// after is a HIT with the same ETag, and a 304 for it.
+#[tokio::test]
+async fn a_lead_post_rebuilds_only_the_leads_part_of_the_bundle() {
+    let app = spawn_app().await;
+    let token = app.token(Uuid::new_v4());
+    for module in MODULES {
+        app.create(module, &token, minimal(module)).await;
+    }
+    let (cache, _, before) = app.get_cached("/api/v2/dashboard/bundle", &token).await;
+    assert_eq!(cache, "MISS");
+    let (cache, tier, _) = app.get_cached("/api/v2/dashboard/bundle", &token).await;
+    assert_eq!((cache.as_str(), tier.as_str()), ("HIT", "L1"));
+    let misses_before: Vec<u64> =
+        futures_util::future::join_all(MODULES.iter().map(|module| part_misses(&app, module)))
+            .await;
+
+    app.create("leads", &token, json!({"last_name": "New"}))
+        .await;
+    let (cache, _, after) = app.get_cached("/api/v2/dashboard/bundle", &token).await;
+    assert_eq!(cache, "MISS", "a part was rebuilt, so the bundle is no HIT");
+    assert_eq!(after["counts"]["leads"], json!(2), "{after}");
+    assert_eq!(after["recent"]["leads"][0]["last_name"], json!("New"));
+    assert_eq!(after["counts"]["accounts"], before["counts"]["accounts"]);
+    for (module, before) in MODULES.iter().zip(misses_before) {
+        let rebuilt = part_misses(&app, module).await - before;
+        let expected = u64::from(*module == "leads");
+        assert_eq!(rebuilt, expected, "{module}'s part rebuilt {rebuilt} times");
+    }
+
+    let response = app.get("/api/v2/dashboard/bundle", &token).await;
+    assert_eq!(crate::helpers::header(&response, "x-cache"), "HIT");
+    let etag = crate::helpers::header(&response, "etag");
+    let again = app
+        .get_with(
+            "/api/v2/dashboard/bundle",
+            &token,
+            &[("if-none-match", &etag)],
+        )
+        .await;
+    assert_eq!(again.status().as_u16(), 304);
+    assert_eq!(crate::helpers::header(&again, "etag"), etag);
+}
