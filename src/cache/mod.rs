@@ -339,26 +339,13 @@ impl Cache {
     /// The key of an answer as of now: its generations are read before the loader runs.
     async fn key_of(&self, lookup: &Lookup<'_>) -> Key {
         let all = self.generations_of(lookup.tenant).await;
-        let part;
-        let generations = match (lookup.module, lookup.operation) {
-            // An entity's part of the dashboard bundle: changed by the entity's writes, and by
-            // an admin invalidation of the dashboard.
-            (module, Operation::Bundle) if module != Module::Dashboard => {
-                part = [
-                    all.modules[module.index()],
-                    all.modules[Module::Dashboard.index()],
-                ];
-                &part[..]
-            }
-            (module, _) => dependency_generations(module, &all.modules),
-        };
         cache_key(
             lookup.tenant,
             lookup.module.name(),
             lookup.operation.name(),
             lookup.params,
             all.epoch,
-            generations,
+            dependency_generations(lookup.module, &all.modules),
         )
     }
 

@@ -57,48 +57,16 @@ pub async fn respond(
     params: &Params<'_>,
     load: impl Future<Output = Result<Bytes, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = state
-        .cache
-        .get_or_load(&policy.lookup(tenant, params, read_of(req)), load)
-        .await?;
-    Ok(reply(req, &answer))
-}
-
-/// How a request reads the cache: `Cache-Control: no-cache` reads fresh.
-pub fn read_of(req: &HttpRequest) -> Read {
-    if wants_fresh(req) {
+    let read = if wants_fresh(req) {
         Read::Fresh
     } else {
         Read::Cached
-    }
-}
-
-/// The answer of a route composed of several cached parts, `body` made from them: a `HIT` only
-/// when every part was one (from L1 only when all were), else what the least cached part was.
-/// Its ETag is the composed body's, so equal parts give equal ETags.
-pub fn reply_composed(req: &HttpRequest, body: Bytes, parts: &[Answer]) -> HttpResponse {
-    let rank = |source: &Source| match source {
-        Source::Bypass => 0,
-        Source::Stale => 1,
-        Source::Miss => 2,
-        Source::Hit(Tier::L2) => 3,
-        Source::Hit(_) => 4,
     };
-    let source = parts
-        .iter()
-        .map(|part| part.source)
-        .min_by_key(rank)
-        .unwrap_or(Source::Bypass);
-    let content_type = parts.first().map_or_else(
-        || HeaderValue::from_static("application/json"),
-        |part| part.entry.content_type.clone(),
-    );
-    let answer = Answer {
-        entry: std::sync::Arc::new(Entry::uncached(body, content_type)),
-        source,
-        stored: false,
-    };
-    reply(req, &answer)
+    let answer = state
+        .cache
+        .get_or_load(&policy.lookup(tenant, params, read), load)
+        .await?;
+    Ok(reply(req, &answer))
 }
 
 /// A loader's answer: `value` as the JSON bytes the cache keeps.
