@@ -11,6 +11,7 @@ DROP TRIGGER activities_counted_out ON activities;
 DROP TRIGGER opportunities_staged_in ON opportunities;
 DROP TRIGGER opportunities_staged_change ON opportunities;
 DROP TRIGGER opportunities_staged_out ON opportunities;
+DROP FUNCTION rebuild_aggregates(uuid);
 DROP FUNCTION total_stages();
 DROP FUNCTION count_rows();
 DROP FUNCTION aggregate_slot();

@@ -111,12 +111,27 @@ CREATE TRIGGER opportunities_staged_change AFTER UPDATE ON opportunities
 CREATE TRIGGER opportunities_staged_out AFTER DELETE ON opportunities
     REFERENCING OLD TABLE AS old_rows FOR EACH STATEMENT EXECUTE FUNCTION total_stages();
 
--- The figures of the rows already there, in slot 0.
-INSERT INTO tenant_counts (tenant_id, module, slot, count)
-    SELECT tenant_id, 'accounts', 0, count(*) FROM accounts GROUP BY tenant_id
-    UNION ALL SELECT tenant_id, 'contacts', 0, count(*) FROM contacts GROUP BY tenant_id
-    UNION ALL SELECT tenant_id, 'leads', 0, count(*) FROM leads GROUP BY tenant_id
-    UNION ALL SELECT tenant_id, 'opportunities', 0, count(*) FROM opportunities GROUP BY tenant_id
-    UNION ALL SELECT tenant_id, 'activities', 0, count(*) FROM activities GROUP BY tenant_id;
-INSERT INTO stage_totals (tenant_id, stage, slot, count, amount)
-    SELECT tenant_id, stage, 0, count(*), sum(amount) FROM opportunities GROUP BY tenant_id, stage;
+-- Replaces the aggregates of tenant `of_tenant` (of every tenant when NULL) with the figures of its
+-- rows, in slot 0. The caller keeps writers out meanwhile (`aishacrm aggregates rebuild` locks
+-- the tables; the migration runs before the service starts).
+CREATE FUNCTION rebuild_aggregates(of_tenant uuid) RETURNS void LANGUAGE sql AS $$
+    DELETE FROM tenant_counts WHERE of_tenant IS NULL OR tenant_id = of_tenant;
+    DELETE FROM stage_totals WHERE of_tenant IS NULL OR tenant_id = of_tenant;
+    INSERT INTO tenant_counts (tenant_id, module, slot, count)
+        SELECT tenant_id, 'accounts', 0, count(*) FROM accounts
+            WHERE of_tenant IS NULL OR tenant_id = of_tenant GROUP BY tenant_id
+        UNION ALL SELECT tenant_id, 'contacts', 0, count(*) FROM contacts
+            WHERE of_tenant IS NULL OR tenant_id = of_tenant GROUP BY tenant_id
+        UNION ALL SELECT tenant_id, 'leads', 0, count(*) FROM leads
+            WHERE of_tenant IS NULL OR tenant_id = of_tenant GROUP BY tenant_id
+        UNION ALL SELECT tenant_id, 'opportunities', 0, count(*) FROM opportunities
+            WHERE of_tenant IS NULL OR tenant_id = of_tenant GROUP BY tenant_id
+        UNION ALL SELECT tenant_id, 'activities', 0, count(*) FROM activities
+            WHERE of_tenant IS NULL OR tenant_id = of_tenant GROUP BY tenant_id;
+    INSERT INTO stage_totals (tenant_id, stage, slot, count, amount)
+        SELECT tenant_id, stage, 0, count(*), sum(amount) FROM opportunities
+            WHERE of_tenant IS NULL OR tenant_id = of_tenant GROUP BY tenant_id, stage;
+$$;
+
+-- The figures of the rows already there.
+SELECT rebuild_aggregates(NULL);

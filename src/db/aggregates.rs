@@ -128,32 +128,21 @@ pub async fn drift(conn: &mut AsyncPgConnection) -> Result<Vec<Drift>> {
     Ok(drift)
 }
 
-/// Recomputes the aggregates of `tenant` (of every tenant when `None`) from the rows. Writers
-/// wait meanwhile (the tables are locked in SHARE mode; readers go on), so that no write falls
-/// between the count and the replacement.
+/// Recomputes the aggregates of `tenant` (of every tenant when `None`) from the rows, with the
+/// migration's `rebuild_aggregates`. Writers wait meanwhile (the tables are locked in SHARE
+/// mode; readers go on), so that no write falls between the count and the replacement.
 pub async fn rebuild(conn: &mut AsyncPgConnection, tenant: Option<TenantId>) -> Result<()> {
-    let scope = match tenant {
-        // A UUID's text is safe inside a literal.
-        Some(tenant) => format!("WHERE tenant_id = '{tenant}'"),
-        None => String::new(),
-    };
-    let script = format!(
-        "LOCK TABLE accounts, contacts, leads, opportunities, activities IN SHARE MODE;
-         DELETE FROM tenant_counts {scope};
-         DELETE FROM stage_totals {scope};
-         INSERT INTO tenant_counts (tenant_id, module, slot, count)
-             SELECT tenant_id, 'accounts', 0, count(*) FROM accounts {scope} GROUP BY tenant_id
-             UNION ALL SELECT tenant_id, 'contacts', 0, count(*) FROM contacts {scope} GROUP BY tenant_id
-             UNION ALL SELECT tenant_id, 'leads', 0, count(*) FROM leads {scope} GROUP BY tenant_id
-             UNION ALL SELECT tenant_id, 'opportunities', 0, count(*) FROM opportunities {scope}
-                 GROUP BY tenant_id
-             UNION ALL SELECT tenant_id, 'activities', 0, count(*) FROM activities {scope}
-                 GROUP BY tenant_id;
-         INSERT INTO stage_totals (tenant_id, stage, slot, count, amount)
-             SELECT tenant_id, stage, 0, count(*), sum(amount) FROM opportunities {scope}
-                 GROUP BY tenant_id, stage;"
-    );
-    conn.transaction(async move |conn| conn.batch_execute(&script).await)
+    let only = tenant.map(|tenant| tenant.0);
+    conn.transaction(async move |conn| {
+        conn.batch_execute(
+            "LOCK TABLE accounts, contacts, leads, opportunities, activities IN SHARE MODE",
+        )
         .await?;
+        diesel::sql_query("SELECT rebuild_aggregates($1)")
+            .bind::<Nullable<SqlUuid>, _>(only)
+            .execute(conn)
+            .await
+    })
+    .await?;
     Ok(())
 }
