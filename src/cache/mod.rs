@@ -87,6 +87,28 @@ pub struct Answer {
     pub stored: bool,
 }
 
+/// An answer made of other cached answers, for [`Cache::get_or_compose`]: it is fresh only as
+/// long as every part is, and a part served stale makes it stale.
+pub struct Composition {
+    pub body: Bytes,
+    fresh_until_ms: u64,
+    stale: bool,
+}
+
+impl Composition {
+    pub fn new(body: Bytes, parts: &[Answer]) -> Self {
+        Composition {
+            body,
+            fresh_until_ms: parts
+                .iter()
+                .map(|part| part.entry.fresh_until_ms)
+                .min()
+                .unwrap_or(u64::MAX),
+            stale: parts.iter().any(|part| part.source == Source::Stale),
+        }
+    }
+}
+
 /// What a loader's error tells the cache: whether the store behind it is unavailable, so that
 /// an answer kept past its TTL (fail-safe) may stand in for it.
 pub trait LoadError {
@@ -150,8 +172,26 @@ impl Cache {
         lookup: &Lookup<'_>,
         loader: impl Future<Output = Result<Bytes, E>>,
     ) -> Result<Answer, E> {
+        let whole = async {
+            Ok(Composition {
+                body: loader.await?,
+                fresh_until_ms: u64::MAX,
+                stale: false,
+            })
+        };
+        self.get_or_compose(lookup, whole).await
+    }
+
+    /// [`Self::get_or_load`] for an answer `compose` makes of other answers it reads through the
+    /// cache: stored only until the soonest of its parts stops being fresh, and not stored (but
+    /// answered as `Stale`) when a part was served stale.
+    pub async fn get_or_compose<E: LoadError>(
+        &self,
+        lookup: &Lookup<'_>,
+        compose: impl Future<Output = Result<Composition, E>>,
+    ) -> Result<Answer, E> {
         if !self.enabled {
-            let body = loader.await?;
+            let body = compose.await?.body;
             self.count(lookup, Outcome::Bypass, Tier::None);
             return Ok(Answer::uncached(body, Source::Bypass));
         }
@@ -186,13 +226,23 @@ impl Cache {
                 None
             }
         };
-        match loader.await {
-            Ok(body) => {
+        match compose.await {
+            // Made of a part past its TTL: answered as such, never stored as fresh. Dropping the
+            // leader releases its followers, which then load for themselves.
+            Ok(composed) if composed.stale => {
+                self.count(lookup, Outcome::Stale, Tier::None);
+                Ok(Answer::uncached(composed.body, Source::Stale))
+            }
+            Ok(Composition {
+                body,
+                fresh_until_ms,
+                ..
+            }) => {
                 self.count(lookup, outcome, Tier::None);
                 if lookup.read == Read::Cached {
                     log_miss(lookup);
                 }
-                let stored = self.store(lookup, &key, body.clone()).await;
+                let stored = self.store(lookup, &key, body.clone(), fresh_until_ms).await;
                 if let Some(leader) = leader {
                     leader.finish(stored.clone());
                 }
@@ -339,13 +389,26 @@ impl Cache {
     /// The key of an answer as of now: its generations are read before the loader runs.
     async fn key_of(&self, lookup: &Lookup<'_>) -> Key {
         let all = self.generations_of(lookup.tenant).await;
+        let part;
+        let generations = match (lookup.module, lookup.operation) {
+            // An entity's part of the dashboard bundle: changed by the entity's writes, and by
+            // an admin invalidation of the dashboard.
+            (module, Operation::Bundle) if module != Module::Dashboard => {
+                part = [
+                    all.modules[module.index()],
+                    all.modules[Module::Dashboard.index()],
+                ];
+                &part[..]
+            }
+            (module, _) => dependency_generations(module, &all.modules),
+        };
         cache_key(
             lookup.tenant,
             lookup.module.name(),
             lookup.operation.name(),
             lookup.params,
             all.epoch,
-            dependency_generations(lookup.module, &all.modules),
+            generations,
         )
     }
 
@@ -396,18 +459,26 @@ impl Cache {
         }
     }
 
-    /// Stores a fresh body in both tiers; `None` when it is too large to cache.
-    async fn store(&self, lookup: &Lookup<'_>, key: &Key, body: Bytes) -> Option<Arc<Entry>> {
+    /// Stores a fresh body in both tiers, fresh no later than `fresh_until_ms`; `None` when it is
+    /// too large to cache.
+    async fn store(
+        &self,
+        lookup: &Lookup<'_>,
+        key: &Key,
+        body: Bytes,
+        fresh_until_ms: u64,
+    ) -> Option<Arc<Entry>> {
         if body.len() > self.max_entry_bytes {
             return None;
         }
         let ttl = self.ttls.of(lookup.module, lookup.operation, lookup.ttl);
         // Up to 10 % less, so that entries filled together do not all expire together.
         let jitter = rand::thread_rng().gen_range(0.9..=1.0);
+        let until = Duration::from_millis(fresh_until_ms.saturating_sub(entry::now_ms()));
         let entry = Arc::new(Entry::new(
             body,
             JSON.clone(),
-            ttl.mul_f64(jitter),
+            ttl.mul_f64(jitter).min(until),
             self.fail_safe,
         ));
         self.l1

@@ -27,7 +27,13 @@ impl Ttls {
         Ttls { overrides: table }
     }
 
+    /// An entity's part of the bundle lives as long as the bundle
+    /// (`CACHE_TTL_DASHBOARD_BUNDLE`).
     pub(super) fn of(&self, module: Module, operation: Operation, default: Duration) -> Duration {
+        let module = match operation {
+            Operation::Bundle => Module::Dashboard,
+            _ => module,
+        };
         self.overrides
             .get(&(module, operation))
             .copied()
@@ -55,6 +61,11 @@ mod tests {
         assert_eq!(
             ttls.of(Module::Dashboard, Operation::Bundle, default),
             Duration::from_secs(9)
+        );
+        assert_eq!(
+            ttls.of(Module::Leads, Operation::Bundle, default),
+            Duration::from_secs(9),
+            "an entity's part of the bundle lives as long as the bundle"
         );
         assert_eq!(ttls.of(Module::Leads, Operation::List, default), default);
         assert_eq!(

@@ -9,7 +9,7 @@ use serde_json::{json, Value};
 
 use super::body::JsonObject;
 use super::cached::CachePolicy;
-use super::dashboard::{bundle_body, BUNDLE};
+use super::dashboard;
 use super::entities::{count_body, count_policy, list_body, list_policy};
 use super::only;
 use crate::auth::{Admin, Principal};
@@ -110,15 +110,20 @@ pub async fn warm_tenant(state: &AppState, tenant: TenantId) -> usize {
     if !state.cache.is_enabled() {
         return 0;
     }
-    let bundle = warm_one(
-        state,
-        tenant,
-        BUNDLE,
-        &Params::new(),
-        bundle_body(state, tenant),
-    )
-    .await;
-    usize::from(bundle)
+    let none = Params::new();
+    let lookup = dashboard::BUNDLE.lookup(tenant, &none, Read::Warm);
+    let bundle = state
+        .cache
+        .get_or_compose(&lookup, dashboard::bundle_body(state, tenant, Read::Warm))
+        .await;
+    let bundle = match bundle {
+        Ok(answer) => usize::from(answer.stored),
+        Err(error) => {
+            log::warn!("[Cache] warm of the dashboard bundle for tenant {tenant} failed: {error}");
+            0
+        }
+    };
+    bundle
         + warm_entity::<Accounts>(state, tenant).await
         + warm_entity::<Contacts>(state, tenant).await
         + warm_entity::<Leads>(state, tenant).await

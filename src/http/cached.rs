@@ -10,7 +10,7 @@ use actix_web::http::header::{self, HeaderName, HeaderValue};
 use actix_web::web::Bytes;
 use actix_web::{HttpRequest, HttpResponse};
 
-use crate::cache::{Answer, Entry, Lookup, Read, Source};
+use crate::cache::{Answer, Composition, Entry, Lookup, Read, Source};
 use crate::domain::query::Params;
 use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
@@ -57,14 +57,35 @@ pub async fn respond(
     params: &Params<'_>,
     load: impl Future<Output = Result<Bytes, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let read = if wants_fresh(req) {
+    let answer = state
+        .cache
+        .get_or_load(&policy.lookup(tenant, params, read_of(req)), load)
+        .await?;
+    Ok(reply(req, &answer))
+}
+
+/// How a request reads the cache: `Cache-Control: no-cache` reads fresh.
+pub fn read_of(req: &HttpRequest) -> Read {
+    if wants_fresh(req) {
         Read::Fresh
     } else {
         Read::Cached
-    };
+    }
+}
+
+/// [`respond`] for a route whose answer `compose` makes of other cached answers: a `HIT` only
+/// when the composed answer was cached, which it is only while every part it was made of is.
+pub async fn respond_composed(
+    req: &HttpRequest,
+    state: &AppState,
+    tenant: TenantId,
+    policy: CachePolicy,
+    params: &Params<'_>,
+    compose: impl Future<Output = Result<Composition, ApiError>>,
+) -> Result<HttpResponse, ApiError> {
     let answer = state
         .cache
-        .get_or_load(&policy.lookup(tenant, params, read), load)
+        .get_or_compose(&policy.lookup(tenant, params, read_of(req)), compose)
         .await?;
     Ok(reply(req, &answer))
 }

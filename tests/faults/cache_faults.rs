@@ -721,6 +721,48 @@ async fn start_behind(proxy: &Proxy, database: &Arc<TestDatabase>, fail_safe_sec
     start(config, database.clone()).await
 }
 
+/// A bundle whose parts are past their TTL, with PostgreSQL unreachable, answers STALE with the
+/// bundle last composed, and again on the next read: a composition of stale parts is never
+/// stored as fresh, so no later read takes it for a HIT.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bundle_of_stale_parts_stays_stale_while_the_database_is_down() {
+    let database = Arc::new(TestDatabase::create().await);
+    let (_, upstream) = through_proxy(&database.url, 0);
+    let mut proxy = Proxy::start(&upstream).await;
+    let (url, _) = through_proxy(&database.url, proxy.port);
+    let mut config = test_config(&url);
+    config.redis_url = "none".into();
+    config.db_acquire_timeout_ms = 500;
+    config.db_statement_timeout_ms = 1_000;
+    config.cache_fail_safe_secs = 30;
+    config.cache_ttl_overrides = HashMap::from([("DASHBOARD_BUNDLE".to_owned(), 1)]);
+    config.tenant_max_db_share = 1.0;
+    let app = start(config, database.clone()).await;
+    let token = app.token(Uuid::new_v4());
+    app.create("leads", &token, minimal("leads")).await;
+    let composed = fetch_ok(&app, "/api/v2/dashboard/bundle", &token).await;
+    assert_eq!(composed.cache, "MISS");
+
+    proxy.stop().await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    for read in ["first", "second"] {
+        let started = Instant::now();
+        let stale = timeout(
+            Duration::from_secs(10),
+            fetch(&app, "/api/v2/dashboard/bundle", &token),
+        )
+        .await
+        .expect("the bundle hung with the database down");
+        assert_eq!(
+            (stale.status, stale.cache.as_str(), &stale.body),
+            (200, "STALE", &composed.body),
+            "the {read} read of an expired bundle with the database down"
+        );
+        assert_eq!(stale.etag, composed.etag);
+        eprintln!("{read} STALE bundle answered in {:?}", started.elapsed());
+    }
+}
+
 /// Asserts `503 database_unavailable` for `what`, answered within 5 s.
 async fn assert_unavailable(
     what: &str,
