@@ -123,6 +123,8 @@ class Bench:
         self.workers = env_int("WORKERS", 0)
         self.wrk_threads = 2
         self.started = float(os.environ.get("BENCH_STARTED", time.time()))
+        # the service binary the servers run (the A/B mode switches it between runs)
+        self.binary = BIN
         self.processes = []
         self.servers = {}
         self.notes = []
@@ -187,7 +189,7 @@ class Bench:
         )
         env.update({name: str(value) for name, value in overrides.items()})
         log_path = os.path.join(self.work, f"server-{key}.log")
-        process = self.spawn(pinned(cpus, [BIN, "serve"]), env, log_path)
+        process = self.spawn(pinned(cpus, [self.binary, "serve"]), env, log_path)
 
         def ready(body):
             answer = json.loads(body)
@@ -270,7 +272,7 @@ class Bench:
                               capture_output=True, text=True).stdout.split()
 
     def token(self, tenant):
-        return subprocess.run([BIN, "token", "--tenant", tenant], check=True, capture_output=True,
+        return subprocess.run([self.binary, "token", "--tenant", tenant], check=True, capture_output=True,
                               text=True, env=dict(os.environ, RUST_LOG="warn")).stdout.strip()
 
     def cache_stats(self, port):
@@ -551,6 +553,27 @@ class Bench:
     def mixed_phase(self):
         """Scenarios 6 and 7: mixed traffic over two replicas with a stale checker, then
         cross-replica invalidation latency."""
+        a, b = self.mixed_traffic()
+        self.results["mixed"] = self.mixed
+
+        # 7: on the newest page (the cheapest reload: the figure the target applies to), then on
+        # the q-search page bench/cache.sh measures (the reload is a trigram search)
+        measured = []
+        for path in (invalidation.NEWEST_PAGE, invalidation.SEARCH_PAGE):
+            figures = invalidation.measure(a.host, b.host, self.token_main, self.invalidation_writes, path)
+            figures.update(from_port=a.port, to_port=b.port)
+            log(f"invalidation over {figures['writes']} writes, B reading {path}: p50 {figures['p50_ms']:.2f} ms, "
+                f"p99 {figures['p99_ms']:.2f} ms, max {figures['max_ms']:.2f} ms, "
+                f"{figures['writes_needing_more_than_one_read']} writes needed more than one read of B")
+            measured.append(figures)
+        self.results["invalidation"] = measured[0]
+        self.results["invalidation_search"] = measured[1]
+        self.stop_server("replica_a")
+        self.stop_server("replica_b")
+
+    def mixed_traffic(self):
+        """Scenario 6 on two fresh replicas of `self.binary`, left running: its figures in
+        `self.mixed`; the replicas."""
         data = self.tenant_data()
         script = self.script("mixed", data)
         a = self.start_server("replica_a")
@@ -633,22 +656,51 @@ class Bench:
         log(f"mixed: {mixed['rps']:,.0f} req/s over both replicas, hit rate {100 * mixed['hit_rate']:.1f} %, "
             f"p50 {mixed['p50_ms']:.2f} ms, p99 {mixed['p99_ms']:.2f} ms, errors {errors or 0}; "
             f"checker {json.dumps({k: v for k, v in stale.items() if k != 'x_cache'})}")
-        self.results["mixed"] = mixed
+        self.mixed = mixed
+        return a, b
 
-        # 7: on the newest page (the cheapest reload: the figure the target applies to), then on
-        # the q-search page bench/cache.sh measures (the reload is a trigram search)
-        measured = []
-        for path in (invalidation.NEWEST_PAGE, invalidation.SEARCH_PAGE):
-            figures = invalidation.measure(a.host, b.host, self.token_main, self.invalidation_writes, path)
-            figures.update(from_port=a.port, to_port=b.port)
-            log(f"invalidation over {figures['writes']} writes, B reading {path}: p50 {figures['p50_ms']:.2f} ms, "
-                f"p99 {figures['p99_ms']:.2f} ms, max {figures['max_ms']:.2f} ms, "
-                f"{figures['writes_needing_more_than_one_read']} writes needed more than one read of B")
-            measured.append(figures)
-        self.results["invalidation"] = measured[0]
-        self.results["invalidation_search"] = measured[1]
-        self.stop_server("replica_a")
-        self.stop_server("replica_b")
+    def mixed_ab(self, binaries, rounds, out):
+        """Scenario 6 for each binary in turn, `rounds` times (the first binary first in odd
+        rounds, last in even ones), each run on fresh replicas under a Redis prefix of its own,
+        each followed by `aggregates verify` (of the last binary, which has it). Writes out.md
+        and out.json."""
+        self.binary = binaries[-1]
+        self.prepare()
+        base_prefix = self.prefix
+        verifier = binaries[-1]
+        runs = []
+        for round_number in range(1, rounds + 1):
+            order = binaries if round_number % 2 else list(reversed(binaries))
+            for binary in order:
+                self.binary = binary
+                self.prefix = f"{base_prefix}-{round_number}-{binaries.index(binary)}"
+                try:
+                    self.mixed_traffic()
+                finally:
+                    self.stop_all()
+                    self.unlink_prefix()
+                verify = subprocess.run([verifier, "aggregates", "verify"], capture_output=True, text=True,
+                                        env=dict(os.environ, RUST_LOG="warn"))
+                drift = verify.stdout.strip().splitlines()
+                log(f"aggregates verify after {os.path.basename(binary)}: exit {verify.returncode}, {drift[-1:]}")
+                runs.append({"round": round_number, "binary": binary, "mixed": self.mixed,
+                             "verify_exit": verify.returncode, "verify": drift[:20]})
+        with open(f"{out}.json", "w") as handle:
+            json.dump({"binaries": binaries, "rounds": rounds, "tenant": self.tenant, "runs": runs,
+                       "settings": {"connections": self.connections, "mixed_seconds": self.mixed_seconds,
+                                    "mixed_warmup": self.mixed_warmup, "workers": self.workers}},
+                      handle, indent=2, sort_keys=True)
+        with open(f"{out}.md", "w") as handle:
+            handle.write(mixed_ab_table(binaries, runs, self.connections, self.mixed_seconds))
+        print(open(f"{out}.md").read())
+
+    def unlink_prefix(self):
+        """Deletes the Redis keys of `self.prefix` (never FLUSHDB: the Redis is shared)."""
+        keys = subprocess.run(["redis-cli", "-u", self.redis_url, "--scan", "--pattern", f"{self.prefix}:*"],
+                              check=True, capture_output=True, text=True).stdout.split()
+        for start in range(0, len(keys), 500):
+            subprocess.run(["redis-cli", "-u", self.redis_url, "unlink", *keys[start:start + 500]],
+                           check=True, capture_output=True)
 
     def metrics(self, port):
         status, _, body = request(port, "/metrics")
@@ -883,6 +935,37 @@ class Bench:
         self.finish()
 
 
+def mixed_ab_table(binaries, runs, connections, seconds):
+    """The Markdown of an A/B of the mixed traffic: a row per run, then the per-round ratios of
+    each later binary to the first."""
+    name = {binary: os.path.basename(binary) for binary in binaries}
+    lines = [f"# Mixed traffic A/B (two replicas, {connections} connections in all, {seconds} s per run)", "",
+             "| round | binary | req/s | p50 ms | p99 ms | hit rate | errors | non-2xx/304 | stale | RYW violations | within window | verify |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for run in runs:
+        mixed, stale = run["mixed"], run["mixed"]["stale_check"]
+        odd = sum(count for route, count in mixed["statuses"].items()
+                  if not route.endswith((" 200", " 201", " 204", " 304")))
+        lines.append(f"| {run['round']} | {name[run['binary']]} | {mixed['rps']:,.0f} | {mixed['p50_ms']:.2f} | "
+                     f"{mixed['p99_ms']:.2f} | {100 * mixed['hit_rate']:.1f} % | {sum(mixed['errors'].values())} | "
+                     f"{odd} | {stale.get('stale', 0)} | {stale.get('ryw_violations', 0)} | "
+                     f"{stale.get('within_window', 0)} | {'clean' if run['verify_exit'] == 0 else 'DRIFT'} |")
+    lines.append("")
+    first = binaries[0]
+    for other in binaries[1:]:
+        ratios = []
+        for round_number in sorted({run["round"] for run in runs}):
+            rates = {run["binary"]: run["mixed"]["rps"] for run in runs if run["round"] == round_number}
+            if rates.get(first):
+                ratios.append(rates[other] / rates[first])
+        if ratios:
+            lines.append(f"{name[other]} ÷ {name[first]}, req/s per round: "
+                         + ", ".join(f"{ratio:.2f}" for ratio in ratios)
+                         + f"; median {statistics.median(ratios):.2f}")
+    lines.append("")
+    return "\n".join(lines) + "\n"
+
+
 def pinned(cpus, argv):
     """`argv` run on the given CPUs only (taskset), or as it is."""
     return ["taskset", "-c", cpus] + argv if cpus else argv
@@ -936,12 +1019,19 @@ def main():
     parser.add_argument("--name", required=True)
     parser.add_argument("--work", required=True, help="scratch directory (logs, wrk outputs, pids)")
     parser.add_argument("--results", default=os.path.join(HERE, "results"))
+    parser.add_argument("--mixed-ab", nargs="+", metavar="BINARY",
+                        help="only the mixed traffic, for each binary in turn (bench/mixed.sh)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds of --mixed-ab")
     args = parser.parse_args()
     os.makedirs(args.work, exist_ok=True)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     bench = Bench(args)
     try:
-        bench.run()
+        if args.mixed_ab:
+            bench.mixed_ab([os.path.abspath(binary) for binary in args.mixed_ab], args.rounds,
+                           os.path.join(args.results, args.name))
+        else:
+            bench.run()
     finally:
         bench.stop_all()
 

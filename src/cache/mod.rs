@@ -460,7 +460,7 @@ impl Cache {
     }
 
     /// Stores a fresh body in both tiers, fresh no later than `fresh_until_ms`; `None` when it is
-    /// too large to cache.
+    /// too large to cache, or made of a part that was not stored (and so never fresh).
     async fn store(
         &self,
         lookup: &Lookup<'_>,
@@ -468,13 +468,13 @@ impl Cache {
         body: Bytes,
         fresh_until_ms: u64,
     ) -> Option<Arc<Entry>> {
-        if body.len() > self.max_entry_bytes {
+        let until = Duration::from_millis(fresh_until_ms.saturating_sub(entry::now_ms()));
+        if body.len() > self.max_entry_bytes || until.is_zero() {
             return None;
         }
         let ttl = self.ttls.of(lookup.module, lookup.operation, lookup.ttl);
         // Up to 10 % less, so that entries filled together do not all expire together.
         let jitter = rand::thread_rng().gen_range(0.9..=1.0);
-        let until = Duration::from_millis(fresh_until_ms.saturating_sub(entry::now_ms()));
         let entry = Arc::new(Entry::new(
             body,
             JSON.clone(),
