@@ -4,6 +4,7 @@
 #
 #   bench/callgrind.sh [ceiling|l1|l1-logging|l2]...     (default: all four)
 #   BINARY=/tmp/variant bench/callgrind.sh l1             (a binary built elsewhere, e.g. an A/B)
+#   CALLGRIND_ROUTE=dashboard/bundle bench/callgrind.sh l1  (another cached route than the list page)
 #
 # Each target runs under callgrind with one worker on 127.0.0.1:18350, is warmed up with 3 s of
 # wrk, has its counters zeroed, then serves 10 s of `wrk -t1 -c4` on the list page of the largest
@@ -33,7 +34,7 @@ tenant=$(psql "$DATABASE_URL" -Atc \
   "SELECT tenant_id FROM opportunities GROUP BY tenant_id ORDER BY count(*) DESC, tenant_id LIMIT 1")
 [ -n "$tenant" ] || { echo "bench/callgrind.sh: seed the benchmark database first (bench/run.sh)" >&2; exit 1; }
 token=$(RUST_LOG=warn "$bin" token --tenant "$tenant")
-url="http://127.0.0.1:$port/api/v2/opportunities"
+url="http://127.0.0.1:$port/api/v2/${CALLGRIND_ROUTE:-opportunities}"
 page=$(mktemp)
 
 pid=

@@ -6,6 +6,7 @@
 set -u
 cd "$(dirname "$0")/../.."
 rounds=$1; shift; envspec=$1; shift
+command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
 export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_callgrind} JWT_SECRET=bench-secret REDIS_URL=redis://127.0.0.1:6379/0
 tenant=$(psql "$DATABASE_URL" -Atc "SELECT tenant_id FROM opportunities GROUP BY tenant_id ORDER BY count(*) DESC, tenant_id LIMIT 1")
 token=$(RUST_LOG=warn "$1" token --tenant "$tenant")

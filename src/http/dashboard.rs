@@ -202,7 +202,9 @@ pub async fn bundle_body(
     tenant: TenantId,
     read: Read,
 ) -> Result<Composition, ApiError> {
-    let parts = parts(state, tenant, read).await?;
+    // On the heap, and only once polled (on a miss): six loads inline made every bundle future,
+    // a hit's too, kilobytes to move (a hit ran at 0.7 times the throughput).
+    let parts = Box::pin(parts(state, tenant, read)).await?;
     Ok(Composition::new(compose(&parts)?, &parts))
 }
 
