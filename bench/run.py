@@ -638,6 +638,8 @@ class Bench:
         mixed_routes = dict(sorted(routes.items(), key=lambda item: -item[1]["seconds"]))
         mixed = {
             "routes": mixed_routes,
+            "cache_results": cache_results(metrics_before, metrics_after),
+            "route_p99_ms": route_p99(metrics_before, metrics_after),
             "statuses": statuses,
             "replicas": runs,
             "connections": per * len(runs),
@@ -988,6 +990,58 @@ def median_of(runs, window=True):
         merged["window"] = {key: sum(run["window"][key] for run in runs) for key in runs[0]["window"]}
         merged["path"], merged["port"] = runs[0]["path"], runs[0]["port"]
     return merged
+
+
+def cache_results(before_texts, after_texts):
+    """'module operation' -> {result: count} over the run, both replicas, from /metrics."""
+    pattern = re.compile(r"^aishacrm_cache_requests_total\{([^}]*)\} (\S+)$", re.M)
+
+    def counts(text):
+        out = {}
+        for match in pattern.finditer(text):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+            tier = labels.get("tier", "none")
+            result = labels.get("result") + ("" if tier == "none" else f" {tier}")
+            key = (f"{labels.get('module')} {labels.get('operation')}", result)
+            out[key] = out.get(key, 0) + float(match.group(2))
+        return out
+
+    results = {}
+    for before_text, after_text in zip(before_texts, after_texts):
+        before = counts(before_text)
+        for (route, result), count in counts(after_text).items():
+            moved = int(count - before.get((route, result), 0))
+            if moved:
+                results.setdefault(route, {})
+                results[route][result] = results[route].get(result, 0) + moved
+    return dict(sorted(results.items()))
+
+
+def route_p99(before_texts, after_texts):
+    """'method route' -> the upper bound (ms) of the histogram bucket that holds the run's 99th
+    percentile of server time, both replicas, from /metrics."""
+    pattern = re.compile(r"^aishacrm_http_request_duration_seconds_bucket\{([^}]*)\} (\S+)$", re.M)
+
+    def buckets(text):
+        out = {}
+        for match in pattern.finditer(text):
+            labels = dict(re.findall(r'(\w+)="([^"]*)"', match.group(1)))
+            key = (f"{labels.get('method')} {labels.get('route')}", float(labels["le"]))
+            out[key] = out.get(key, 0) + float(match.group(2))
+        return out
+
+    moved = {}
+    for before_text, after_text in zip(before_texts, after_texts):
+        before = buckets(before_text)
+        for key, count in buckets(after_text).items():
+            moved[key] = moved.get(key, 0) + count - before.get(key, 0)
+    p99 = {}
+    for route in sorted({route for route, _ in moved}):
+        cumulative = sorted((le, count) for (name, le), count in moved.items() if name == route)
+        total = cumulative[-1][1] if cumulative else 0
+        if total:
+            p99[route] = next(1000 * le for le, count in cumulative if count >= 0.99 * total)
+    return p99
 
 
 def route_durations(text):

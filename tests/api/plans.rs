@@ -113,5 +113,10 @@ async fn tenant_queries_use_indexes() {
         .await
         .unwrap();
     assert_indexed(&plan, "search count");
+    // The matches of the tenant, not every row of the tenant matched one by one.
+    assert!(
+        plan.contains("opportunities_tenant_name_trgm_idx"),
+        "search count without the tenant's trigram index:\n{plan}"
+    );
     drop(conn);
 }
