@@ -96,6 +96,15 @@ pub struct Composition {
 }
 
 impl Composition {
+    /// An answer made of no other answer: fresh for its whole TTL.
+    pub fn whole(body: Bytes) -> Self {
+        Composition {
+            body,
+            fresh_until_ms: u64::MAX,
+            stale: false,
+        }
+    }
+
     pub fn new(body: Bytes, parts: &[Answer]) -> Self {
         Composition {
             body,
@@ -172,13 +181,7 @@ impl Cache {
         lookup: &Lookup<'_>,
         loader: impl Future<Output = Result<Bytes, E>>,
     ) -> Result<Answer, E> {
-        let whole = async {
-            Ok(Composition {
-                body: loader.await?,
-                fresh_until_ms: u64::MAX,
-                stale: false,
-            })
-        };
+        let whole = async { Ok(Composition::whole(loader.await?)) };
         self.get_or_compose(lookup, whole).await
     }
 

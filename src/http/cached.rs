@@ -57,11 +57,8 @@ pub async fn respond(
     params: &Params<'_>,
     load: impl Future<Output = Result<Bytes, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let answer = state
-        .cache
-        .get_or_load(&policy.lookup(tenant, params, read_of(req)), load)
-        .await?;
-    Ok(reply(req, &answer))
+    let whole = async { Ok(Composition::whole(load.await?)) };
+    respond_composed(req, state, tenant, policy, params, whole).await
 }
 
 /// How a request reads the cache: `Cache-Control: no-cache` reads fresh.
