@@ -6,7 +6,7 @@
 # Seeds three tenants of those sizes into $DATABASE_URL (default: the aishacrm_sizes database)
 # once, with the last binary given, and reuses them. Requests are sequential (one connection),
 # timed by curl; REDIS_URL=none and CACHE_ENABLED=false, so every answer is computed. Writes
-# bench/results/sizes-<date>.md.
+# bench/results/sizes-<date>.md, ending with `aggregates verify` of the seeded tenants.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:?requests per route}
@@ -72,4 +72,5 @@ for bin in "$@"; do
   kill "$server"
   wait "$server" 2>/dev/null || true
 done
+if "$seeder" aggregates verify >>"$out" 2>&1; then :; else echo "aggregates verify FAILED" | tee -a "$out"; fi
 echo "wrote $out"
