@@ -3,7 +3,6 @@
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
-use actix_web::web::Bytes;
 use actix_web::{web, HttpResponse};
 use serde_json::{json, Value};
 
@@ -13,7 +12,7 @@ use super::dashboard;
 use super::entities::{count_body, count_policy, list_body, list_policy};
 use super::only;
 use crate::auth::{Admin, Principal};
-use crate::cache::Read;
+use crate::cache::{Composition, Read};
 use crate::db::accounts::Accounts;
 use crate::db::activities::Activities;
 use crate::db::contacts::Contacts;
@@ -67,7 +66,7 @@ async fn warm_one(
     tenant: TenantId,
     policy: CachePolicy,
     params: &Params<'_>,
-    body: impl Future<Output = Result<Bytes, ApiError>>,
+    body: impl Future<Output = Result<impl Into<Composition>, ApiError>>,
 ) -> bool {
     let lookup = policy.lookup(tenant, params, Read::Warm);
     match state.cache.get_or_load(&lookup, body).await {
@@ -110,20 +109,15 @@ pub async fn warm_tenant(state: &AppState, tenant: TenantId) -> usize {
     if !state.cache.is_enabled() {
         return 0;
     }
-    let none = Params::new();
-    let lookup = dashboard::BUNDLE.lookup(tenant, &none, Read::Warm);
-    let bundle = state
-        .cache
-        .get_or_compose(&lookup, dashboard::bundle_body(state, tenant, Read::Warm))
-        .await;
-    let bundle = match bundle {
-        Ok(answer) => usize::from(answer.stored),
-        Err(error) => {
-            log::warn!("[Cache] warm of the dashboard bundle for tenant {tenant} failed: {error}");
-            0
-        }
-    };
-    bundle
+    let bundle = warm_one(
+        state,
+        tenant,
+        dashboard::BUNDLE,
+        &Params::new(),
+        dashboard::bundle_body(state, tenant, Read::Warm),
+    )
+    .await;
+    usize::from(bundle)
         + warm_entity::<Accounts>(state, tenant).await
         + warm_entity::<Contacts>(state, tenant).await
         + warm_entity::<Leads>(state, tenant).await

@@ -48,17 +48,23 @@ impl CachePolicy {
     }
 }
 
-/// The answer of a cached route: `load` runs only when the cache has no current answer.
+/// The answer of a cached route: `load` runs only when the cache has no current answer. A
+/// route whose answer is composed of other cached answers loads a [`Composition`]: a `HIT`
+/// only when the composed answer was cached, which it is only while every part it was made of
+/// is.
 pub async fn respond(
     req: &HttpRequest,
     state: &AppState,
     tenant: TenantId,
     policy: CachePolicy,
     params: &Params<'_>,
-    load: impl Future<Output = Result<Bytes, ApiError>>,
+    load: impl Future<Output = Result<impl Into<Composition>, ApiError>>,
 ) -> Result<HttpResponse, ApiError> {
-    let whole = async { Ok(Composition::whole(load.await?)) };
-    respond_composed(req, state, tenant, policy, params, whole).await
+    let answer = state
+        .cache
+        .get_or_load(&policy.lookup(tenant, params, read_of(req)), load)
+        .await?;
+    Ok(reply(req, &answer))
 }
 
 /// How a request reads the cache: `Cache-Control: no-cache` reads fresh.
@@ -68,23 +74,6 @@ pub fn read_of(req: &HttpRequest) -> Read {
     } else {
         Read::Cached
     }
-}
-
-/// [`respond`] for a route whose answer `compose` makes of other cached answers: a `HIT` only
-/// when the composed answer was cached, which it is only while every part it was made of is.
-pub async fn respond_composed(
-    req: &HttpRequest,
-    state: &AppState,
-    tenant: TenantId,
-    policy: CachePolicy,
-    params: &Params<'_>,
-    compose: impl Future<Output = Result<Composition, ApiError>>,
-) -> Result<HttpResponse, ApiError> {
-    let answer = state
-        .cache
-        .get_or_compose(&policy.lookup(tenant, params, read_of(req)), compose)
-        .await?;
-    Ok(reply(req, &answer))
 }
 
 /// A loader's answer: `value` as the JSON bytes the cache keeps.

@@ -14,7 +14,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::cached::{json_body, read_of, respond_composed, CachePolicy};
+use super::cached::{json_body, read_of, respond, CachePolicy};
 use super::only;
 use super::opportunities::{stats_body, STATS};
 use crate::auth::Principal;
@@ -216,7 +216,7 @@ async fn bundle(
     let params = parse_none(req.query_string())?;
     let tenant = principal.tenant;
     let read = read_of(&req);
-    respond_composed(
+    respond(
         &req,
         &state,
         tenant,
