@@ -145,12 +145,7 @@ async fn relay_pass(
             for row in &rows {
                 let committed_at = SystemTime::from(row.committed_at);
                 match cache
-                    .relay(
-                        TenantId(row.tenant_id),
-                        &row.modules(),
-                        committed_at,
-                        row.id,
-                    )
+                    .relay(TenantId(row.tenant_id), &row.tags(), committed_at, row.id)
                     .await
                 {
                     Ok(()) => done.push(row.id),

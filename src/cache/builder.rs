@@ -9,10 +9,10 @@ use uuid::Uuid;
 
 use super::error::CacheError;
 use super::flight::Flights;
-use super::generations::Generations;
 use super::l1::L1;
 use super::l2::Redis;
 use super::ttl::Ttls;
+use super::versions::Versions;
 use super::Cache;
 use crate::metrics::Metrics;
 
@@ -29,7 +29,7 @@ pub enum Target {
 pub struct Settings {
     /// `false` turns every cache off: answers are loaded and served as `BYPASS`.
     pub enabled: bool,
-    /// `None` in single-instance mode (no L2, no bus, generations kept in process).
+    /// `None` in single-instance mode (no L2, no bus, tag versions kept in process).
     pub redis: Option<Target>,
     /// Prefix of every Redis key and of the bus channel.
     pub key_prefix: String,
@@ -83,7 +83,7 @@ impl CacheBuilder {
             enabled: settings.enabled,
             l1: L1::new(max_bytes),
             redis,
-            generations: Generations::default(),
+            versions: Versions::default(),
             flights: Flights::default(),
             degraded_writes: Mutex::new(0),
             applied_rows: Mutex::default(),

@@ -11,23 +11,29 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::generations::TenantGenerations;
+use super::l2::Numbered;
 use super::Cache;
-use crate::domain::{Module, TenantId};
+use crate::domain::tags::Tag;
+use crate::domain::TenantId;
 
-/// One bus message. `gens` carries the new generation of every module the write bumped, so a
-/// receiver evicts without reading Redis.
+/// One bus message: a write's number and the tags it changed, so that a receiver applies it
+/// without reading Redis.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Message {
     pub v: u8,
     pub from: Uuid,
     #[serde(default)]
     pub tenant: Option<Uuid>,
-    /// The epoch of the tenant's namespace the generations belong to.
+    /// The epoch of the tenant's namespace the write was numbered in.
     #[serde(default)]
     pub epoch: u64,
+    /// The write's number, and the tenant's floor after it.
     #[serde(default)]
-    pub gens: Vec<(String, u64)>,
+    pub seq: u64,
+    #[serde(default)]
+    pub floor: u64,
+    #[serde(default)]
+    pub tags: Vec<u64>,
     /// Every instance drops all of L1 (`aishacrm cache flush`).
     #[serde(default)]
     pub flush: bool,
@@ -41,16 +47,17 @@ pub struct Message {
     pub row: Option<i64>,
 }
 
-/// The wire format's version, also in the channel's name (v2 added `epoch`).
-pub const VERSION: u8 = 2;
+/// The wire format's version, also in the channel's name (v2 added `epoch`, v3 replaced module
+/// generations with numbered tags).
+pub const VERSION: u8 = 3;
 
 impl Message {
-    /// The new generations of `modules` after a write of `tenant` committed at `at_us`.
+    /// Write `numbered` of `tenant`, committed at `at_us`, changed `tags`.
     pub fn invalidation(
         from: Uuid,
         tenant: TenantId,
-        after: &TenantGenerations,
-        modules: &[Module],
+        numbered: Numbered,
+        tags: &[Tag],
         at_us: u64,
         row: Option<i64>,
     ) -> Self {
@@ -58,11 +65,10 @@ impl Message {
             v: VERSION,
             from,
             tenant: Some(tenant.0),
-            epoch: after.epoch,
-            gens: modules
-                .iter()
-                .map(|module| (module.name().to_owned(), after.modules[module.index()]))
-                .collect(),
+            epoch: numbered.epoch,
+            seq: numbered.seq,
+            floor: numbered.floor,
+            tags: tags.iter().map(|tag| tag.0).collect(),
             flush: false,
             at_us,
             row,
@@ -76,7 +82,9 @@ impl Message {
             from: Uuid::nil(),
             tenant: None,
             epoch: 0,
-            gens: Vec::new(),
+            seq: 0,
+            floor: 0,
+            tags: Vec::new(),
             flush: true,
             at_us: 0,
             row: None,

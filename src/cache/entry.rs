@@ -1,15 +1,20 @@
 //! A cached answer and its compact binary form in Redis.
 
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use actix_web::http::header::HeaderValue;
 use actix_web::web::Bytes;
 
+use super::versions::Dependencies;
+use crate::domain::tags::Tag;
+
 /// A cached 200 answer: the exact bytes, content type and ETag of the miss that stored it, and
 /// when it was stored, until when it is fresh (`fresh_until`) and until when it may still be
 /// served by fail-safe (`stale_until`), all in milliseconds since the Unix epoch.
 /// The ETag and content type are kept as header values, so that a hit copies no header text.
-#[derive(Debug, Clone)]
+/// It is served only while none of its `dependencies` changed (see [`super::versions`]).
+#[derive(Debug)]
 pub struct Entry {
     pub body: Bytes,
     pub content_type: HeaderValue,
@@ -17,6 +22,9 @@ pub struct Entry {
     pub stored_ms: u64,
     pub fresh_until_ms: u64,
     pub stale_until_ms: u64,
+    pub dependencies: Dependencies,
+    /// The revision of the tenant's versions it was last found current at (0: never).
+    pub checked: AtomicU64,
 }
 
 pub fn now_ms() -> u64 {
@@ -34,7 +42,13 @@ pub fn etag_of(body: &[u8]) -> HeaderValue {
 }
 
 impl Entry {
-    pub fn new(body: Bytes, content_type: HeaderValue, ttl: Duration, fail_safe: Duration) -> Self {
+    pub fn new(
+        body: Bytes,
+        content_type: HeaderValue,
+        dependencies: Dependencies,
+        ttl: Duration,
+        fail_safe: Duration,
+    ) -> Self {
         let now = now_ms();
         let fresh_until_ms = now + ttl.as_millis() as u64;
         Entry {
@@ -44,6 +58,8 @@ impl Entry {
             stored_ms: now,
             fresh_until_ms,
             stale_until_ms: fresh_until_ms + fail_safe.as_millis() as u64,
+            dependencies,
+            checked: AtomicU64::new(0),
         }
     }
 
@@ -56,6 +72,8 @@ impl Entry {
             stored_ms: 0,
             fresh_until_ms: 0,
             stale_until_ms: 0,
+            dependencies: Dependencies::default(),
+            checked: AtomicU64::new(0),
         }
     }
 
@@ -80,21 +98,41 @@ impl Entry {
     /// Bytes L1 accounts for this entry.
     pub fn weight(&self) -> u32 {
         const OVERHEAD: usize = 160;
-        u32::try_from(self.body.len() + self.etag.len() + self.content_type.len() + OVERHEAD)
-            .unwrap_or(u32::MAX)
+        const PER_TAG: usize = 16;
+        u32::try_from(
+            self.body.len()
+                + self.etag.len()
+                + self.content_type.len()
+                + self.dependencies.pairs().len() * PER_TAG
+                + OVERHEAD,
+        )
+        .unwrap_or(u32::MAX)
     }
 
-    const VERSION: u8 = 2;
+    const VERSION: u8 = 3;
 
-    /// `version | stored | fresh_until | stale_until | etag_len etag | ct_len ct | body`
+    /// `version | stored | fresh_until | stale_until | count (tag seq)* | etag_len etag |
+    /// ct_len ct | body`
     pub fn encode(&self) -> Vec<u8> {
+        let pairs = self.dependencies.pairs();
         let mut out = Vec::with_capacity(
-            1 + 24 + 4 + self.etag.len() + self.content_type.len() + self.body.len(),
+            1 + 24
+                + 4
+                + pairs.len() * 16
+                + 4
+                + self.etag.len()
+                + self.content_type.len()
+                + self.body.len(),
         );
         out.push(Self::VERSION);
         out.extend_from_slice(&self.stored_ms.to_be_bytes());
         out.extend_from_slice(&self.fresh_until_ms.to_be_bytes());
         out.extend_from_slice(&self.stale_until_ms.to_be_bytes());
+        out.extend_from_slice(&(pairs.len() as u32).to_be_bytes());
+        for (tag, seq) in pairs {
+            out.extend_from_slice(&tag.0.to_be_bytes());
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
         for text in [&self.etag, &self.content_type] {
             out.extend_from_slice(&(text.len() as u16).to_be_bytes());
             out.extend_from_slice(text.as_bytes());
@@ -115,6 +153,19 @@ impl Entry {
         let fresh_until_ms = u64::from_be_bytes(rest[8..16].try_into().ok()?);
         let stale_until_ms = u64::from_be_bytes(rest[16..24].try_into().ok()?);
         let mut at = 1 + 24;
+        let word = |at: usize| -> Option<u64> {
+            Some(u64::from_be_bytes(bytes.get(at..at + 8)?.try_into().ok()?))
+        };
+        let count = u32::from_be_bytes(bytes.get(at..at + 4)?.try_into().ok()?) as usize;
+        at += 4;
+        if bytes.len() < at + count.checked_mul(16)? {
+            return None;
+        }
+        let mut pairs = Vec::with_capacity(count);
+        for _ in 0..count {
+            pairs.push((Tag(word(at)?), word(at + 8)?));
+            at += 16;
+        }
         // The header values share the buffer too; a value that is not a valid header is garbage.
         let mut text = || -> Option<HeaderValue> {
             let len = u16::from_be_bytes(bytes.get(at..at + 2)?.try_into().ok()?) as usize;
@@ -132,6 +183,8 @@ impl Entry {
             stored_ms,
             fresh_until_ms,
             stale_until_ms,
+            dependencies: Dependencies::new(pairs),
+            checked: AtomicU64::new(0),
         })
     }
 }
@@ -142,9 +195,11 @@ mod tests {
 
     #[test]
     fn envelope_round_trips_and_rejects_garbage() {
+        let dependencies = Dependencies::new(vec![(Tag(7), 3), (Tag(u64::MAX), 9)]);
         let entry = Entry::new(
             Bytes::from_static(b"{\"count\":3}"),
             HeaderValue::from_static("application/json"),
+            dependencies.clone(),
             Duration::from_secs(60),
             Duration::from_secs(300),
         );
@@ -155,8 +210,9 @@ mod tests {
         assert_eq!(decoded.stale_until_ms, entry.fresh_until_ms + 300_000);
         assert_eq!(decoded.stored_ms, entry.stored_ms);
         assert_eq!(decoded.fresh_until_ms, entry.stored_ms + 60_000);
+        assert_eq!(decoded.dependencies, dependencies);
         assert!(Entry::decode(Vec::new()).is_none());
-        assert!(Entry::decode(vec![2, 0, 0]).is_none());
+        assert!(Entry::decode(vec![3, 0, 0]).is_none());
         let mut older = entry.encode();
         older[0] = 1;
         assert!(Entry::decode(older).is_none(), "another version is garbage");

@@ -13,9 +13,12 @@ use super::key::Key;
 /// produce a cacheable answer (the followers then load for themselves).
 type Outcome = Option<Option<Arc<Entry>>>;
 
+/// A load: its key and the write number it began at.
+pub type Load = (Key, u64);
+
 #[derive(Default, Clone)]
 pub struct Flights {
-    inflight: Arc<Mutex<HashMap<Key, watch::Receiver<Outcome>>>>,
+    inflight: Arc<Mutex<HashMap<Load, watch::Receiver<Outcome>>>>,
 }
 
 pub enum Role {
@@ -26,19 +29,19 @@ pub enum Role {
 /// The request that runs the load. Dropping it without `finish` (a cancelled request) releases
 /// the followers, which then load for themselves.
 pub struct Leader {
-    key: Key,
+    key: Load,
     flights: Flights,
     sender: watch::Sender<Outcome>,
 }
 
 impl Flights {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Key, watch::Receiver<Outcome>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Load, watch::Receiver<Outcome>>> {
         self.inflight
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn join(&self, key: Key) -> Role {
+    pub fn join(&self, key: Load) -> Role {
         let mut inflight = self.lock();
         if let Some(receiver) = inflight.get(&key) {
             return Role::Follower(receiver.clone());

@@ -1,6 +1,6 @@
-//! `aishacrm cache flush`: deletes this service's cache entries and generations in Redis by
+//! `aishacrm cache flush`: deletes this service's cache entries and tag versions in Redis by
 //! pattern (never `FLUSHDB`: the Redis may be shared) and tells every instance to drop its L1 and
-//! what it knows of generations. Every tenant's namespace then starts over with a new epoch, so a
+//! what it knows of tag versions. Every tenant's namespace then starts over with a new epoch, so a
 //! load already under way when the flush began stores its answer under a key of the old epoch,
 //! which no instance asks for again.
 
@@ -26,8 +26,8 @@ pub async fn flush(settings: &Settings) -> Result<u64, CacheError> {
     )?;
     let mut removed = 0;
     for node in data_nodes(&redis).await? {
-        // Generations first: an entry stored meanwhile is of an epoch already gone.
-        delete_matching(&node, &redis.generations_pattern()).await?;
+        // Versions first: an entry stored meanwhile is of an epoch already gone.
+        delete_matching(&node, &redis.versions_pattern()).await?;
         removed += delete_matching(&node, &redis.entries_pattern()).await?;
     }
     // Classic pub/sub reaches every subscriber through any node of a cluster.

@@ -9,10 +9,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use super::bus::{self, Message};
 use super::error::CacheError;
-use super::generations::TenantGenerations;
-use super::l2::{Redis, Via};
+use super::l2::{Numbered, Redis, Via};
 use super::Cache;
-use crate::domain::{Module, TenantId};
+use crate::domain::tags::{modules_of, Tag};
+use crate::domain::TenantId;
 
 /// Outbox rows whose invalidation this instance has applied. A writer hands its row back for
 /// deletion in batches, so a relay may deliver a row again after the writer's own message: the
@@ -43,16 +43,15 @@ impl AppliedRows {
 }
 
 impl Cache {
-    /// Evicts the tenant's answers of `modules` (and of everything depending on them) on every
-    /// instance: bumps their generations in Redis and tells the other instances. Called after a
-    /// write that may have committed, before its answer is sent. Whether Redis acknowledged both
-    /// (the write's outbox row may then go); if not, this instance still shows the write at
-    /// once, and the outbox relay tells the others.
-    /// `row` is the write's outbox row, when it recorded one.
+    /// Evicts the tenant's answers that depend on any of `tags` on every instance: numbers the
+    /// write in Redis and tells the other instances. Called after a write that may have
+    /// committed, before its answer is sent. Whether Redis acknowledged both (the write's outbox
+    /// row may then go); if not, this instance still shows the write at once, and the outbox
+    /// relay tells the others. `row` is the write's outbox row, when it recorded one.
     pub async fn invalidate(
         &self,
         tenant: TenantId,
-        modules: &[Module],
+        tags: &[Tag],
         committed_at: SystemTime,
         row: Option<i64>,
     ) -> bool {
@@ -62,7 +61,7 @@ impl Cache {
         let acknowledged = match self.redis.as_ref() {
             Some(redis) if redis.is_up() => {
                 match self
-                    .tell(redis, Via::Worker, tenant, modules, committed_at, row)
+                    .tell(redis, Via::Worker, tenant, tags, committed_at, row)
                     .await
                 {
                     Ok(()) => true,
@@ -80,11 +79,11 @@ impl Cache {
                 false
             }
             None => {
-                self.generations.bump(tenant, modules);
+                self.versions.bump(tenant, tags);
                 false
             }
         };
-        for &module in modules {
+        for module in modules_of(tags) {
             self.metrics.invalidation(module, false);
             log::info!("[Cache] Invalidated: {module} for tenant {tenant}");
         }
@@ -96,19 +95,19 @@ impl Cache {
     pub async fn relay(
         &self,
         tenant: TenantId,
-        modules: &[Module],
+        tags: &[Tag],
         committed_at: SystemTime,
         row: i64,
     ) -> Result<(), CacheError> {
         let Some(redis) = &self.redis else {
             return Ok(());
         };
-        self.tell(redis, Via::Shared, tenant, modules, committed_at, Some(row))
+        self.tell(redis, Via::Shared, tenant, tags, committed_at, Some(row))
             .await?;
         if self.first_arrival(row) {
             self.observe_lag(micros_since_epoch(committed_at));
         }
-        for &module in modules {
+        for module in modules_of(tags) {
             self.metrics.invalidation(module, true);
             log::info!("[Cache] Invalidated: {module} for tenant {tenant} (relayed)");
         }
@@ -126,58 +125,51 @@ impl Cache {
         bus::run(self, relay_outbox).await
     }
 
-    /// Increments in Redis, applies the result here and publishes it.
+    /// Numbers the write in Redis, applies it here and publishes it.
     async fn tell(
         &self,
         redis: &Redis,
         via: Via,
         tenant: TenantId,
-        modules: &[Module],
+        tags: &[Tag],
         committed_at: SystemTime,
         row: Option<i64>,
     ) -> Result<(), CacheError> {
-        let after = self.increment(redis, via, tenant, modules).await?;
+        let numbered = self.number(redis, via, tenant, tags).await?;
         let message = Message::invalidation(
             self.instance,
             tenant,
-            &after,
-            modules,
+            numbered,
+            tags,
             micros_since_epoch(committed_at),
             row,
         );
         Ok(redis.publish(via, &message.encode()?).await?)
     }
 
-    /// Increments in Redis and applies the result here. Within one epoch an increment answers
-    /// more than any value read before it was sent; an answer that is not means the server went
-    /// back (it lost writes), so the tenant's namespace is started over.
-    async fn increment(
+    /// Numbers the write in Redis and applies it here. Within one epoch a write's number is more
+    /// than any number known before it was sent; one that is not means the server went back (it
+    /// lost writes), so the tenant's namespace is started over.
+    async fn number(
         &self,
         redis: &Redis,
         via: Via,
         tenant: TenantId,
-        modules: &[Module],
-    ) -> redis::RedisResult<TenantGenerations> {
-        let before = self.generations.get(tenant).0;
-        let mut after = redis.increment(via, tenant, modules).await?;
-        let went_back = before.is_some_and(|before| {
-            before.epoch == after.epoch
-                && modules
-                    .iter()
-                    .any(|module| after.modules[module.index()] <= before.modules[module.index()])
-        });
+        tags: &[Tag],
+    ) -> redis::RedisResult<Numbered> {
+        let before = self.versions.get(tenant).0;
+        let mut numbered = redis.increment(via, tenant, tags).await?;
+        let went_back = before
+            .is_some_and(|before| before.epoch == numbered.epoch && numbered.seq <= before.seq);
         if went_back {
             log::warn!(
-                "[Cache] Redis lost generations of tenant {tenant}; starting its namespace over"
+                "[Cache] Redis lost versions of tenant {tenant}; starting its namespace over"
             );
-            after = redis.leave_epoch(via, tenant, after.epoch, modules).await?;
+            numbered = redis.leave_epoch(via, tenant, numbered.epoch, tags).await?;
         }
-        let updates: Vec<(Module, u64)> = modules
-            .iter()
-            .map(|&module| (module, after.modules[module.index()]))
-            .collect();
-        self.generations.apply(tenant, after.epoch, &updates);
-        Ok(after)
+        self.versions
+            .apply(tenant, numbered.epoch, numbered.seq, numbered.floor, tags);
+        Ok(numbered)
     }
 
     fn first_arrival(&self, row: i64) -> bool {
@@ -214,7 +206,7 @@ impl Cache {
             .degraded_writes
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        self.generations.detach(tenant);
+        self.versions.detach(tenant);
         *count += 1;
     }
 
@@ -228,9 +220,9 @@ impl Cache {
             return;
         }
         if message.flush {
-            // `cache flush` removed the generations too: every namespace starts over, and
-            // loads already under way store under keys of the old ones.
-            self.generations.clear();
+            // `cache flush` removed the versions too: every namespace starts over, and loads
+            // already under way store under keys of the old ones.
+            self.versions.clear();
             self.l1.clear();
             log::info!("[Cache] Flushed L1 (remote)");
             return;
@@ -238,16 +230,13 @@ impl Cache {
         let Some(tenant) = message.tenant.map(TenantId) else {
             return;
         };
-        let updates: Vec<(Module, u64)> = message
-            .gens
-            .iter()
-            .filter_map(|(module, value)| Module::from_name(module).map(|module| (module, *value)))
-            .collect();
-        self.generations.apply(tenant, message.epoch, &updates);
+        let tags: Vec<Tag> = message.tags.iter().copied().map(Tag).collect();
+        self.versions
+            .apply(tenant, message.epoch, message.seq, message.floor, &tags);
         if message.row.is_none_or(|row| self.first_arrival(row)) {
             self.observe_lag(message.at_us);
         }
-        for &(module, _) in &updates {
+        for module in modules_of(&tags) {
             self.metrics.invalidation(module, true);
             log::info!("[Cache] Invalidated: {module} for tenant {tenant} (remote)");
         }
@@ -262,7 +251,7 @@ impl Cache {
     }
 
     /// The bus (re)subscribed and the outbox was relayed: forget what may have been missed
-    /// (generations, all of L1) and only then count Redis as up, so that no answer from before
+    /// (versions, all of L1) and only then count Redis as up, so that no answer from before
     /// the reconnect is served as current. Refused (false) when a write was invalidated only
     /// here since `degraded_writes` was read: the relay may not have seen its row, so the
     /// caller relays again first.
@@ -277,7 +266,7 @@ impl Cache {
         if *count != degraded_writes {
             return false;
         }
-        self.generations.clear();
+        self.versions.clear();
         self.l1.clear();
         redis.set_up(true);
         self.metrics.bus_connected.set(1);
@@ -332,13 +321,17 @@ mod tests {
         .unwrap();
         let tenant = TenantId(uuid::Uuid::new_v4());
         let message = |row| {
-            let after = TenantGenerations::fresh();
+            let numbered = Numbered {
+                epoch: 1,
+                seq: 1,
+                floor: 0,
+            };
             let at_us = micros_since_epoch(SystemTime::now()) - 1_000;
             let message = Message::invalidation(
                 uuid::Uuid::new_v4(),
                 tenant,
-                &after,
-                &[Module::Leads],
+                numbered,
+                &[Tag::module(Module::Leads)],
                 at_us,
                 row,
             );

@@ -1,10 +1,10 @@
-//! L2 and the generation counters in the shared Redis (one server, or a Redis Cluster), through
+//! L2 and the tenants' tag versions in the shared Redis (one server, or a Redis Cluster), through
 //! reconnecting connections: one per thread that sends commands (each HTTP worker), plus a shared
 //! one the bus opens and the reconnect path uses. Every command is bounded by a timeout; the
 //! caller treats any failure as "Redis is down".
 //!
 //! In a cluster, every key of a tenant carries the tenant as its hash tag (`{<tenant>}`), so an
-//! answer, its generations and every command one operation sends live on one slot. The bus uses
+//! answer, its tenant's versions and every command one operation sends live on one slot. The bus uses
 //! classic pub/sub, which a cluster forwards to every node: a replica may subscribe on any node
 //! and still hear every message (sharded pub/sub would need the channel's slot owner instead).
 
@@ -25,9 +25,10 @@ use uuid::Uuid;
 
 use super::builder::Target;
 use super::entry::Entry;
-use super::generations::TenantGenerations;
 use super::key::{push_hex, Key};
-use crate::domain::{Module, TenantId};
+use super::versions::{Fetched, MAX_TAGS};
+use crate::domain::tags::Tag;
+use crate::domain::TenantId;
 
 /// Which connection a command goes on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,13 +75,20 @@ impl ConnectionLike for Shared {
     }
 }
 
-/// Reads (and with modules named, increments) a tenant's generations, starting its namespace
-/// over with the epoch `ARGV[1]` when there is none, when `ARGV[2]` names the current epoch, or
-/// when the namespace was started on another server run. The last catches what no counter can
-/// show: a restart that loaded an older snapshot, or a failover to a replica that missed the
-/// last writes, brings back counters and entries of an earlier state together, but not the
-/// run id of the server that started the namespace. `ARGV[3..]` are the modules to increment.
-/// Scripts replicate their effects, so a replica stores the run id of its master.
+/// Reads a tenant's versions or, with tags named, numbers a write that changed them; starts the
+/// tenant's namespace over with the epoch `ARGV[1]` when there is none, when `ARGV[2]` names the
+/// current epoch, or when the namespace was started on another server run. The last catches what
+/// no counter can show: a restart that loaded an older snapshot, or a failover to a replica that
+/// missed the last writes, brings back versions and entries of an earlier state together, but
+/// not the run id of the server that started the namespace. Scripts replicate their effects, so a
+/// replica stores the run id of its master.
+///
+/// One hash per tenant: `epoch`, `run`, `seq` (the last write's number), `floor` and a field
+/// `t:<tag>` per changed tag holding the number of the write that last changed it. One key, so
+/// that an eviction takes all of it or nothing. Past `ARGV[3]` tags, the older half is forgotten
+/// and `floor` raised past them. `ARGV[3]` says what to do: `read` answers the whole hash;
+/// `number` numbers a write that changed the tags (hex) `ARGV[5..]`, keeping at most `ARGV[4]`
+/// tags, and answers `epoch`, `seq` and `floor`.
 static NAMESPACE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -88,30 +96,73 @@ local run = string.match(redis.call('INFO', 'server'), 'run_id:(%w+)')
 local state = redis.call('HMGET', KEYS[1], 'epoch', 'run')
 if not state[1] or state[2] ~= run or state[1] == ARGV[2] then
   redis.call('DEL', KEYS[1])
-  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'run', run)
+  redis.call('HSET', KEYS[1], 'epoch', ARGV[1], 'run', run, 'seq', 0, 'floor', 0)
 end
-for i = 3, #ARGV do
-  redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+if ARGV[3] == 'read' then
+  return redis.call('HGETALL', KEYS[1])
 end
-return redis.call('HGETALL', KEYS[1])
+local seq = redis.call('HINCRBY', KEYS[1], 'seq', 1)
+for i = 5, #ARGV do
+  redis.call('HSET', KEYS[1], 't:' .. ARGV[i], seq)
+end
+if redis.call('HLEN', KEYS[1]) > tonumber(ARGV[4]) + 4 then
+  local all = redis.call('HGETALL', KEYS[1])
+  local seqs = {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 't:' then seqs[#seqs + 1] = tonumber(all[i + 1]) end
+  end
+  table.sort(seqs)
+  local cut = seqs[math.floor(#seqs / 2)]
+  local forget = {}
+  for i = 1, #all, 2 do
+    if string.sub(all[i], 1, 2) == 't:' and tonumber(all[i + 1]) <= cut then
+      forget[#forget + 1] = all[i]
+    end
+  end
+  for i = 1, #forget, 500 do
+    redis.call('HDEL', KEYS[1], unpack(forget, i, math.min(i + 499, #forget)))
+  end
+  if cut > tonumber(redis.call('HGET', KEYS[1], 'floor')) then
+    redis.call('HSET', KEYS[1], 'floor', cut)
+  end
+end
+return redis.call('HMGET', KEYS[1], 'epoch', 'seq', 'floor')
 ",
     )
 });
 
-/// The fields of a generations hash as [`TenantGenerations`] (modules never written are 0).
-fn parse_generations(fields: &HashMap<String, String>) -> RedisResult<TenantGenerations> {
-    let malformed = || RedisError::from((ErrorKind::Parse, "malformed generations hash"));
-    let epoch = fields
-        .get("epoch")
-        .and_then(|epoch| epoch.parse().ok())
-        .ok_or_else(malformed)?;
-    let mut modules = [0; Module::COUNT];
-    for (slot, module) in modules.iter_mut().zip(Module::ALL) {
-        if let Some(value) = fields.get(module.name()) {
-            *slot = value.parse().map_err(|_| malformed())?;
+fn malformed() -> RedisError {
+    RedisError::from((ErrorKind::Parse, "malformed versions hash"))
+}
+
+fn number(text: Option<&String>) -> RedisResult<u64> {
+    text.and_then(|text| text.parse().ok())
+        .ok_or_else(malformed)
+}
+
+/// The fields of a versions hash as [`Fetched`].
+fn parse_versions(fields: &HashMap<String, String>) -> RedisResult<Fetched> {
+    let mut changed = Vec::new();
+    for (name, value) in fields {
+        if let Some(tag) = name.strip_prefix("t:") {
+            let tag = u64::from_str_radix(tag, 16).map_err(|_| malformed())?;
+            changed.push((Tag(tag), number(Some(value))?));
         }
     }
-    Ok(TenantGenerations { epoch, modules })
+    Ok(Fetched {
+        epoch: number(fields.get("epoch"))?,
+        seq: number(fields.get("seq"))?,
+        floor: number(fields.get("floor"))?,
+        changed,
+    })
+}
+
+/// What numbering a write answered: its namespace, its number and the floor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Numbered {
+    pub epoch: u64,
+    pub seq: u64,
+    pub floor: u64,
 }
 
 /// Tells the [`Redis`] instances of one process apart (tests run several).
@@ -232,18 +283,18 @@ impl Redis {
         name
     }
 
-    fn generations_key(&self, tenant: TenantId) -> String {
-        format!("{}:{{{}}}:g", self.prefix, tenant)
+    fn versions_key(&self, tenant: TenantId) -> String {
+        format!("{}:{{{}}}:v", self.prefix, tenant)
     }
 
-    /// The pattern matching every cache entry (not the generations) of this service.
+    /// The pattern matching every cache entry (not the versions) of this service.
     pub fn entries_pattern(&self) -> String {
         format!("{}:*:c:*", self.prefix)
     }
 
-    /// The pattern matching every tenant's generations hash.
-    pub fn generations_pattern(&self) -> String {
-        format!("{}:*:g", self.prefix)
+    /// The pattern matching every tenant's versions hash.
+    pub fn versions_pattern(&self) -> String {
+        format!("{}:*:v", self.prefix)
     }
 
     /// Opens a new shared connection and checks it answers; every thread's own connection is
@@ -366,41 +417,56 @@ impl Redis {
         .await
     }
 
-    /// The tenant's generations, its namespace started (with a new epoch) if Redis lost it.
-    pub async fn generations(&self, tenant: TenantId) -> RedisResult<TenantGenerations> {
-        self.namespace_on(self.connection().await?, tenant, None, &[])
-            .await
+    /// The tenant's versions, its namespace started (with a new epoch) if Redis lost it.
+    pub async fn versions(&self, tenant: TenantId) -> RedisResult<Fetched> {
+        let fields: HashMap<String, String> = self
+            .namespace_on(self.connection().await?, tenant, None, None)
+            .await?;
+        parse_versions(&fields)
     }
 
-    /// Increments the generations of `modules` in one round trip; returns the tenant's
-    /// generations after it (in a new epoch when Redis had lost them). `via` says which
-    /// connection carries it.
+    /// Numbers a write of `tenant` that changed `tags`, in one round trip (in a new epoch when
+    /// Redis had lost the tenant's versions). `via` says which connection carries it.
     pub async fn increment(
         &self,
         via: Via,
         tenant: TenantId,
-        modules: &[Module],
-    ) -> RedisResult<TenantGenerations> {
-        self.namespace_on(self.connection_for(via).await?, tenant, None, modules)
+        tags: &[Tag],
+    ) -> RedisResult<Numbered> {
+        self.number(self.connection_for(via).await?, tenant, None, tags)
             .await
     }
 
-    /// Starts the tenant's namespace over unless it already left `epoch`: its counters went
-    /// back (a server that lost writes), so entries of that epoch may be older than they say.
+    /// Starts the tenant's namespace over unless it already left `epoch`, and numbers the write
+    /// there: its numbers went back (a server that lost writes), so entries of that epoch may be
+    /// older than they say.
     pub async fn leave_epoch(
         &self,
         via: Via,
         tenant: TenantId,
         epoch: u64,
-        modules: &[Module],
-    ) -> RedisResult<TenantGenerations> {
-        self.namespace_on(
-            self.connection_for(via).await?,
-            tenant,
-            Some(epoch),
-            modules,
-        )
-        .await
+        tags: &[Tag],
+    ) -> RedisResult<Numbered> {
+        self.number(self.connection_for(via).await?, tenant, Some(epoch), tags)
+            .await
+    }
+
+    async fn number(
+        &self,
+        connection: Shared,
+        tenant: TenantId,
+        leave: Option<u64>,
+        tags: &[Tag],
+    ) -> RedisResult<Numbered> {
+        let fields: Vec<Option<String>> = self
+            .namespace_on(connection, tenant, leave, Some(tags))
+            .await?;
+        let field = |at: usize| number(fields.get(at).and_then(Option::as_ref));
+        Ok(Numbered {
+            epoch: field(0)?,
+            seq: field(1)?,
+            floor: field(2)?,
+        })
     }
 
     /// The shared connection even while Redis counts as down (the relay uses it on reconnect).
@@ -416,24 +482,29 @@ impl Redis {
         }
     }
 
-    async fn namespace_on(
+    async fn namespace_on<T: redis::FromRedisValue>(
         &self,
         mut connection: Shared,
         tenant: TenantId,
         leave: Option<u64>,
-        modules: &[Module],
-    ) -> RedisResult<TenantGenerations> {
-        let mut invocation = NAMESPACE.key(self.generations_key(tenant));
+        write: Option<&[Tag]>,
+    ) -> RedisResult<T> {
+        let mut invocation = NAMESPACE.key(self.versions_key(tenant));
         invocation
             .arg(rand::random::<u64>())
             .arg(leave.map(|epoch| epoch.to_string()).unwrap_or_default());
-        for module in modules {
-            invocation.arg(module.name());
+        match write {
+            None => {
+                invocation.arg("read");
+            }
+            Some(tags) => {
+                invocation.arg("number").arg(MAX_TAGS);
+                for tag in tags {
+                    invocation.arg(format!("{:016x}", tag.0));
+                }
+            }
         }
-        let fields: HashMap<String, String> = self
-            .bounded(invocation.invoke_async(&mut connection))
-            .await?;
-        parse_generations(&fields)
+        self.bounded(invocation.invoke_async(&mut connection)).await
     }
 
     pub async fn publish(&self, via: Via, message: &str) -> RedisResult<()> {

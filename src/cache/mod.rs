@@ -1,8 +1,11 @@
 //! The two-tier response cache: L1 (moka, in process) in front of L2 (Redis, shared), keyed by
-//! MD5 over tenant, module, operation, canonical parameters and the generations of every module
-//! the answer depends on. A write bumps generations (one script call, one `PUBLISH`), so
-//! invalidation is O(1) whatever the number of cached keys, and an answer computed before a
-//! write can only ever be stored under a key no later reader asks for (no stale-set race).
+//! MD5 over tenant, module, operation, canonical parameters and the tenant's epoch. Each answer
+//! carries its cache tags (the records it contains, the sets it enumerates) and the write number
+//! it was built as of; a write numbers itself and the tags it changed (one script call, one
+//! `PUBLISH`), and an answer is served only while none of its tags changed after it was built
+//! ([`versions`]), checked against versions held in memory. Invalidation is O(1) whatever the
+//! number of cached keys, and an answer computed before a write is never current after it,
+//! whoever stores it (no stale-set race).
 //!
 //! The front is small: build a [`Cache`] from its [`Settings`] with [`Cache::builder`], read
 //! through [`Cache::get_or_load`], tell it about writes with [`Cache::invalidate`], and run its
@@ -14,12 +17,12 @@ mod entry;
 mod error;
 mod flight;
 mod flush;
-mod generations;
 mod invalidation;
 mod key;
 mod l1;
 mod l2;
 mod ttl;
+mod versions;
 
 use std::borrow::Cow;
 use std::future::Future;
@@ -37,13 +40,14 @@ pub use error::CacheError;
 pub use flush::flush;
 pub use key::{cache_key, Key};
 
+use crate::domain::tags::Tag;
 use crate::domain::{Module, Operation, TenantId};
 use crate::metrics::{Metrics, Outcome, Tier};
 use flight::{Flights, Role};
-use generations::{dependency_generations, Generations, TenantGenerations};
 use l1::L1;
 use l2::Redis;
 use ttl::Ttls;
+use versions::{Dependencies, Fetched, Stamp, Versions};
 
 /// How a read uses the cache.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,29 +91,47 @@ pub struct Answer {
     pub stored: bool,
 }
 
-/// An answer made of other cached answers, for [`Cache::get_or_load`]: it is fresh only as
-/// long as every part is, and a part served stale makes it stale.
+/// What a loader answers [`Cache::get_or_load`]: the body and the tags it depends on besides
+/// its module's own. An answer made of other cached answers depends on what they depend on: it
+/// is fresh only as long as every part is, and a part served stale makes it stale.
 pub struct Composition {
     pub body: Bytes,
+    /// Read by this load, as of the number its read began at.
+    tags: Vec<Tag>,
+    /// What the parts depend on, as of the numbers they were built at.
+    parts: Vec<(Tag, u64)>,
     fresh_until_ms: u64,
     stale: bool,
 }
 
-/// An answer made of no other answer: fresh for its whole TTL.
+/// An answer that depends on its module's tag alone, fresh for its whole TTL.
 impl From<Bytes> for Composition {
     fn from(body: Bytes) -> Self {
-        Composition {
-            body,
-            fresh_until_ms: u64::MAX,
-            stale: false,
-        }
+        Composition::tagged(body, Vec::new())
     }
 }
 
 impl Composition {
+    /// An answer made of no other answer, depending on `tags` too.
+    pub fn tagged(body: Bytes, tags: Vec<Tag>) -> Self {
+        Composition {
+            body,
+            tags,
+            parts: Vec::new(),
+            fresh_until_ms: u64::MAX,
+            stale: false,
+        }
+    }
+
+    /// An answer made of `parts`.
     pub fn new(body: Bytes, parts: &[Answer]) -> Self {
         Composition {
             body,
+            tags: Vec::new(),
+            parts: parts
+                .iter()
+                .flat_map(|part| part.entry.dependencies.pairs().iter().copied())
+                .collect(),
             fresh_until_ms: parts
                 .iter()
                 .map(|part| part.entry.fresh_until_ms)
@@ -117,6 +139,14 @@ impl Composition {
                 .unwrap_or(u64::MAX),
             stale: parts.iter().any(|part| part.source == Source::Stale),
         }
+    }
+
+    /// What the answer depends on, read as of `stamp` for a lookup of `module`.
+    fn dependencies(&mut self, module: Module, stamp: Stamp) -> Dependencies {
+        let mut pairs = std::mem::take(&mut self.parts);
+        pairs.push((Tag::module(module), stamp.seq));
+        pairs.extend(self.tags.iter().map(|&tag| (tag, stamp.seq)));
+        Dependencies::new(pairs)
     }
 }
 
@@ -142,7 +172,7 @@ pub struct Cache {
     l1: L1,
     /// `None` in single-instance mode.
     redis: Option<Redis>,
-    generations: Generations,
+    versions: Versions,
     flights: Flights,
     /// Counts writes invalidated only here while Redis counted as down. Held while Redis comes
     /// back up, so that no such write slips between the relay of the outbox and going up.
@@ -179,8 +209,8 @@ impl Cache {
     /// because its store is unavailable, an entry past its TTL but within fail-safe answers
     /// instead; any other failure is the caller's to answer.
     ///
-    /// The loader answers bytes, or a [`Composition`] of other answers it read through the
-    /// cache: that is stored only until the soonest of its parts stops being fresh, and not
+    /// The loader answers bytes, a [`Composition::tagged`] answer, or a [`Composition`] of
+    /// other answers it read through the cache: that is stored only until the soonest of its parts stops being fresh, and not
     /// stored (but answered as `Stale`) when a part was served stale. One generic method rather
     /// than a wrapper: wrapping the loader in another future doubled what every read's future
     /// moves (an L1 hit of the list page: 62.3k instructions, 131.3k with two wrappers).
@@ -194,10 +224,10 @@ impl Cache {
             self.count(lookup, Outcome::Bypass, Tier::None);
             return Ok(Answer::uncached(body, Source::Bypass));
         }
-        let key = self.key_of(lookup).await;
+        let (key, stamp) = self.key_of(lookup).await;
         let stale = match lookup.read {
             Read::Fresh => None,
-            Read::Cached | Read::Warm => match self.find(lookup.tenant, &key).await {
+            Read::Cached | Read::Warm => match self.find(lookup.tenant, &key, stamp).await {
                 Found::Fresh(tier, entry) => return Ok(self.hit(lookup, tier, entry)),
                 Found::Stale(entry) => Some(entry),
                 Found::Absent => None,
@@ -209,9 +239,10 @@ impl Cache {
         };
 
         // Overlapping loads of one key share one, fresh reads included: a client sending
-        // `no-cache` on every request cannot multiply the queries. A load under way began after
-        // every write this read could have seen (its key carries their generations).
-        let leader = match self.flights.join(key) {
+        // `no-cache` on every request cannot multiply the queries. Only loads that began as of
+        // the same write number are shared: such a load shows every write this read could have
+        // seen.
+        let leader = match self.flights.join((key, stamp.seq)) {
             Role::Leader(leader) => Some(leader),
             Role::Follower(receiver) => {
                 if let Some(entry) = flight::wait(receiver).await {
@@ -232,16 +263,20 @@ impl Cache {
                 self.count(lookup, Outcome::Stale, Tier::None);
                 Ok(Answer::uncached(composed.body, Source::Stale))
             }
-            Ok(Composition {
-                body,
-                fresh_until_ms,
-                ..
-            }) => {
+            Ok(mut composed) => {
                 self.count(lookup, outcome, Tier::None);
                 if lookup.read == Read::Cached {
                     log_miss(lookup);
                 }
-                let stored = self.store(lookup, &key, body.clone(), fresh_until_ms).await;
+                let dependencies = composed.dependencies(lookup.module, stamp);
+                let Composition {
+                    body,
+                    fresh_until_ms,
+                    ..
+                } = composed;
+                let stored = self
+                    .store(lookup, &key, body.clone(), dependencies, fresh_until_ms)
+                    .await;
                 if let Some(leader) = leader {
                     leader.finish(stored.clone());
                 }
@@ -369,46 +404,46 @@ impl Cache {
         }
     }
 
-    async fn generations_of(&self, tenant: TenantId) -> TenantGenerations {
-        let (known, fence) = self.generations.get(tenant);
+    /// What a read of `tenant` starts from: its versions as known here, read from Redis first
+    /// when not known.
+    async fn stamp_of(&self, tenant: TenantId) -> Stamp {
+        let (known, fence) = self.versions.get(tenant);
         if let Some(known) = known {
             return known;
         }
         let fetched = match &self.redis {
-            Some(redis) if redis.is_up() => match redis.generations(tenant).await {
+            Some(redis) if redis.is_up() => match redis.versions(tenant).await {
                 Ok(fetched) => fetched,
                 // A namespace of this request only, not remembered: the next one asks again.
-                Err(_) => return TenantGenerations::fresh(),
+                Err(_) => {
+                    return Stamp {
+                        epoch: rand::random(),
+                        seq: 0,
+                    }
+                }
             },
-            _ => TenantGenerations::fresh(),
+            _ => Fetched::fresh(),
         };
-        self.generations.store_fetched(tenant, fetched, fence)
+        self.versions.store_fetched(tenant, fetched, fence)
     }
 
-    /// The key of an answer as of now: its generations are read before the loader runs.
-    async fn key_of(&self, lookup: &Lookup<'_>) -> Key {
-        let all = self.generations_of(lookup.tenant).await;
-        let part;
-        let generations = match (lookup.module, lookup.operation) {
-            // An entity's part of the dashboard bundle: changed by the entity's writes, and by
-            // an admin invalidation of the dashboard.
-            (module, Operation::Bundle) if module != Module::Dashboard => {
-                part = [
-                    all.modules[module.index()],
-                    all.modules[Module::Dashboard.index()],
-                ];
-                &part[..]
-            }
-            (module, _) => dependency_generations(module, &all.modules),
-        };
-        cache_key(
+    /// The key of an answer and the stamp its read starts from, read before the loader runs.
+    async fn key_of(&self, lookup: &Lookup<'_>) -> (Key, Stamp) {
+        let stamp = self.stamp_of(lookup.tenant).await;
+        let key = cache_key(
             lookup.tenant,
             lookup.module.name(),
             lookup.operation.name(),
             lookup.params,
-            all.epoch,
-            generations,
-        )
+            stamp.epoch,
+        );
+        (key, stamp)
+    }
+
+    /// Whether an entry found under a key of `stamp`'s epoch is still current.
+    fn is_current(&self, tenant: TenantId, stamp: Stamp, entry: &Entry) -> bool {
+        self.versions
+            .is_current(tenant, stamp.epoch, &entry.dependencies, &entry.checked)
     }
 
     fn degraded(&self) -> bool {
@@ -425,19 +460,23 @@ impl Cache {
         }
     }
 
-    /// Looks in L1, then L2 (promoting an L2 hit into L1).
-    async fn find(&self, tenant: TenantId, key: &Key) -> Found {
+    /// Looks in L1, then L2 (promoting an L2 hit into L1), for an entry that is still current:
+    /// one whose tags changed since it was built is not there at all, also not as a stale one.
+    async fn find(&self, tenant: TenantId, key: &Key, stamp: Stamp) -> Found {
         let mut stale = None;
         if let Some(entry) = self.l1.get(key).await {
-            if entry.is_fresh() {
-                return Found::Fresh(Tier::L1, entry);
-            }
-            if entry.is_servable_stale() {
-                stale = Some(entry);
+            if self.is_current(tenant, stamp, &entry) {
+                if entry.is_fresh() {
+                    return Found::Fresh(Tier::L1, entry);
+                }
+                if entry.is_servable_stale() {
+                    stale = Some(entry);
+                }
             }
         }
         if let Some(redis) = self.redis.as_ref().filter(|redis| redis.is_up()) {
             match redis.get(tenant, key).await {
+                Ok(Some(entry)) if !self.is_current(tenant, stamp, &entry) => {}
                 Ok(Some(entry)) if entry.is_fresh() => {
                     let entry = Arc::new(entry);
                     self.l1
@@ -465,6 +504,7 @@ impl Cache {
         lookup: &Lookup<'_>,
         key: &Key,
         body: Bytes,
+        dependencies: Dependencies,
         fresh_until_ms: u64,
     ) -> Option<Arc<Entry>> {
         let until = Duration::from_millis(fresh_until_ms.saturating_sub(entry::now_ms()));
@@ -477,6 +517,7 @@ impl Cache {
         let entry = Arc::new(Entry::new(
             body,
             JSON.clone(),
+            dependencies,
             ttl.mul_f64(jitter).min(until),
             self.fail_safe,
         ));

@@ -7,11 +7,13 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::error::{Error, Result};
+use super::Written;
 use crate::domain::bodies::Body;
 use crate::domain::choices::RelatedType;
 use crate::domain::cursor::Cursor;
-use crate::domain::entities::EntitySpec;
+use crate::domain::entities::{Cascade, EntitySpec};
 use crate::domain::query::{Filters, ListQuery};
+use crate::domain::tags::{cascade_tags, changed_tags, Tag};
 use crate::domain::TenantId;
 
 /// A record's position in the `created_at DESC, id DESC` order.
@@ -46,12 +48,13 @@ pub trait Entity: 'static {
     ) -> impl Future<Output = Result<Self::Record>> + Send;
 
     /// Writes run inside the caller's transaction ([`crate::db::Checkout::write`]), which also
-    /// records their cache invalidation.
+    /// records their cache invalidation: each answers the cache tags it changed, from the rows
+    /// before and after it.
     fn create(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         new: Self::New,
-    ) -> impl Future<Output = Result<Self::Record>> + Send;
+    ) -> impl Future<Output = Result<Written<Self::Record>>> + Send;
 
     /// Changes only the fields `changes` gives; `NotFound` when the tenant has no such record.
     fn update(
@@ -59,14 +62,68 @@ pub trait Entity: 'static {
         tenant: TenantId,
         id: Uuid,
         changes: Self::Changes,
-    ) -> impl Future<Output = Result<Self::Record>> + Send;
+    ) -> impl Future<Output = Result<Written<Self::Record>>> + Send;
 
-    /// `NotFound` when the tenant has no such record.
+    /// `NotFound` when the tenant has no such record. Sets the references to it to null first
+    /// ([`EntitySpec::cascades`]), so that the tags of the records it touches are known.
     fn delete(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
         id: Uuid,
-    ) -> impl Future<Output = Result<()>> + Send;
+    ) -> impl Future<Output = Result<Written<()>>> + Send;
+}
+
+/// The tags a write of one record of `E` changed, from the record before and after it.
+pub fn changed<E: Entity>(
+    before: Option<&E::Record>,
+    after: Option<&E::Record>,
+) -> Result<Vec<Tag>> {
+    fn fields<R: Serialize>(
+        record: Option<&R>,
+    ) -> Result<Option<serde_json::Map<String, serde_json::Value>>> {
+        let Some(record) = record else {
+            return Ok(None);
+        };
+        match serde_json::to_value(record) {
+            Ok(serde_json::Value::Object(fields)) => Ok(Some(fields)),
+            Ok(_) => Err(Error::Other("a record is not a JSON object".into())),
+            Err(error) => Err(Error::Other(error.to_string())),
+        }
+    }
+    let (before, after) = (fields(before)?, fields(after)?);
+    Ok(changed_tags(E::SPEC, before.as_ref(), after.as_ref()))
+}
+
+/// Sets `cascade`'s references to record `id` to null, as the foreign key would on delete; the
+/// tags of the records it touched. The caller holds the record's row lock, so no reference to
+/// it can be added meanwhile.
+pub async fn set_null(
+    conn: &mut AsyncPgConnection,
+    tenant: TenantId,
+    cascade: &Cascade,
+    id: Uuid,
+) -> Result<Vec<Tag>> {
+    use diesel::sql_types::Uuid as SqlUuid;
+    use diesel_async::RunQueryDsl;
+
+    #[derive(diesel::QueryableByName)]
+    struct Touched {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    // Table and column names come from the entity specs, never from a request.
+    let statement = format!(
+        "UPDATE {table} SET {column} = NULL WHERE tenant_id = $1 AND {column} = $2 RETURNING id",
+        table = cascade.referrer.module.name(),
+        column = cascade.column,
+    );
+    let touched: Vec<Touched> = diesel::sql_query(statement)
+        .bind::<SqlUuid, _>(tenant.0)
+        .bind::<SqlUuid, _>(id)
+        .load(conn)
+        .await?;
+    let ids: Vec<Uuid> = touched.into_iter().map(|touched| touched.id).collect();
+    Ok(cascade_tags(cascade.referrer, cascade.column, id, &ids))
 }
 
 /// One page of a keyset list.
@@ -226,13 +283,15 @@ macro_rules! impl_entity {
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 new: $new,
-            ) -> $crate::db::Result<$record> {
+            ) -> $crate::db::Result<$crate::db::Written<$record>> {
                 $crate::db::entity::check_reference(conn, tenant, &new).await?;
-                Ok(diesel::insert_into($table::table)
+                let record = diesel::insert_into($table::table)
                     .values($row::new(tenant, new))
                     .returning($record::as_returning())
                     .get_result(conn)
-                    .await?)
+                    .await?;
+                let tags = $crate::db::entity::changed::<Self>(None, Some(&record))?;
+                Ok((record, tags))
             }
 
             async fn update(
@@ -240,30 +299,45 @@ macro_rules! impl_entity {
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
                 changes: $changes,
-            ) -> $crate::db::Result<$record> {
+            ) -> $crate::db::Result<$crate::db::Written<$record>> {
                 $crate::db::entity::check_reference(conn, tenant, &changes).await?;
-                Ok(diesel::update(
-                    // The primary key is (tenant_id, id).
-                    $table::table.find((tenant.0, id)),
-                )
-                .set($changeset::new(changes))
-                .returning($record::as_returning())
-                .get_result(conn)
-                .await?)
+                // The primary key is (tenant_id, id).
+                let before = $table::table
+                    .find((tenant.0, id))
+                    .select($record::as_select())
+                    .for_update()
+                    .first(conn)
+                    .await?;
+                let after = diesel::update($table::table.find((tenant.0, id)))
+                    .set($changeset::new(changes))
+                    .returning($record::as_returning())
+                    .get_result(conn)
+                    .await?;
+                let tags = $crate::db::entity::changed::<Self>(Some(&before), Some(&after))?;
+                Ok((after, tags))
             }
 
             async fn delete(
                 conn: &mut diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
-            ) -> $crate::db::Result<()> {
-                let rows = diesel::delete(
-                    // The primary key is (tenant_id, id).
-                    $table::table.find((tenant.0, id)),
-                )
-                .execute(conn)
-                .await?;
-                $crate::db::entity::deleted(rows)
+            ) -> $crate::db::Result<$crate::db::Written<()>> {
+                // Locked first: a record referring to it cannot be added until this commits.
+                let before = $table::table
+                    .find((tenant.0, id))
+                    .select($record::as_select())
+                    .for_update()
+                    .first(conn)
+                    .await?;
+                let mut tags = $crate::db::entity::changed::<Self>(Some(&before), None)?;
+                for cascade in <Self as $crate::db::Entity>::SPEC.cascades {
+                    tags.extend($crate::db::entity::set_null(conn, tenant, cascade, id).await?);
+                }
+                let rows = diesel::delete($table::table.find((tenant.0, id)))
+                    .execute(conn)
+                    .await?;
+                $crate::db::entity::deleted(rows)?;
+                Ok(((), tags))
             }
         }
     };

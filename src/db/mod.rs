@@ -32,6 +32,7 @@ use serde::Serializer;
 
 use crate::config::Config;
 use crate::domain::cursor::Cursor;
+use crate::domain::tags::Tag;
 pub use entity::Entity;
 pub use error::{Error, Result};
 
@@ -153,17 +154,24 @@ pub enum Commit {
 pub struct Write<T> {
     pub result: Result<T>,
     pub commit: Commit,
+    /// The cache tags the write changed (empty unless it may have committed).
+    pub tags: Vec<Tag>,
 }
 
+/// What a write's work answers: its value and the cache tags it changed
+/// ([`crate::domain::tags`]).
+pub type Written<T> = (T, Vec<Tag>);
+
 impl Checkout {
-    /// Runs `work` in a transaction, recording `invalidates` (a tenant and its modules) in the
-    /// cache outbox in the same transaction, and says whether it may have committed: an error
-    /// before COMMIT was sent rolled everything back, one during COMMIT (a lost connection, a
-    /// timeout) leaves the outcome unknown. Bounded by the checkout's timeout, like [`Self::run`].
+    /// Runs `work` in a transaction, recording the tags it changed in the cache outbox in the
+    /// same transaction when `outbox` names the tenant, and says whether it may have committed:
+    /// an error before COMMIT was sent rolled everything back, one during COMMIT (a lost
+    /// connection, a timeout) leaves the outcome unknown. Bounded by the checkout's timeout, like
+    /// [`Self::run`].
     pub async fn write<T>(
         &mut self,
-        invalidates: Option<(crate::domain::TenantId, &[crate::domain::Module])>,
-        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<T>,
+        outbox: Option<crate::domain::TenantId>,
+        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<Written<T>>,
     ) -> Write<T> {
         use diesel_async::{AnsiTransactionManager, TransactionManager};
         let timeout = self.timeout;
@@ -171,25 +179,29 @@ impl Checkout {
             return Write {
                 result: Err(Error::discarded()),
                 commit: Commit::None,
+                tags: Vec::new(),
             };
         };
         let conn: &mut AsyncPgConnection = conn;
         // Set once COMMIT is on its way: from then on a failure cannot tell what happened.
         let mut committing: Option<Option<i64>> = None;
+        let mut changed = Vec::new();
         let transaction = async {
             AnsiTransactionManager::begin_transaction(conn).await?;
             let done = async {
-                let value = work(&mut *conn).await?;
-                let row = match invalidates {
-                    Some((tenant, modules)) => Some(outbox::record(conn, tenant, modules).await?),
+                let (value, tags) = work(&mut *conn).await?;
+                let tags = crate::domain::tags::normalized(tags);
+                let row = match outbox {
+                    Some(tenant) => Some(outbox::record(conn, tenant, &tags).await?),
                     None => None,
                 };
-                Ok::<_, Error>((value, row))
+                Ok::<_, Error>((value, tags, row))
             }
             .await;
             match done {
-                Ok((value, row)) => {
+                Ok((value, tags, row)) => {
                     committing = Some(row);
+                    changed = tags;
                     AnsiTransactionManager::commit_transaction(conn).await?;
                     Ok(value)
                 }
@@ -213,7 +225,11 @@ impl Checkout {
             (Ok(_), None) => Commit::Maybe(None),
             (Err(_), None) => Commit::None,
         };
-        Write { result, commit }
+        Write {
+            result,
+            commit,
+            tags: changed,
+        }
     }
 }
 

@@ -7,6 +7,7 @@ use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use uuid::Uuid;
 
 use super::schema::cache_outbox;
+use crate::domain::tags::{modules_of, Tag};
 use crate::domain::{Module, TenantId};
 
 /// A row of the outbox: an invalidation whose write may have committed.
@@ -17,31 +18,44 @@ pub struct Pending {
     pub tenant_id: Uuid,
     pub modules: Vec<String>,
     pub committed_at: DateTime<Utc>,
+    pub tags: Vec<i64>,
 }
 
 impl Pending {
-    /// The modules the row names (a name no module has, from another version, is skipped).
-    pub fn modules(&self) -> Vec<Module> {
-        self.modules
-            .iter()
-            .filter_map(|name| Module::from_name(name))
-            .collect()
+    /// The tags the row's write changed; a row of a version before tags names modules only,
+    /// which are then invalidated as a whole (a name no module has is skipped).
+    pub fn tags(&self) -> Vec<Tag> {
+        if self.tags.is_empty() {
+            return self
+                .modules
+                .iter()
+                .filter_map(|name| Module::from_name(name))
+                .map(Tag::module)
+                .collect();
+        }
+        // The column is signed; a tag's bits are kept as they are.
+        self.tags.iter().map(|&tag| Tag(tag as u64)).collect()
     }
 }
 
-/// Records that `tenant`'s `modules` must be invalidated once the surrounding transaction
-/// commits; returns the row's id.
+/// Records that `tenant`'s answers depending on `tags` must be invalidated once the
+/// surrounding transaction commits; returns the row's id.
 pub async fn record(
     conn: &mut AsyncPgConnection,
     tenant: TenantId,
-    modules: &[Module],
+    tags: &[Tag],
 ) -> QueryResult<i64> {
-    let names: Vec<&str> = modules.iter().map(|module| module.name()).collect();
+    let names: Vec<&str> = modules_of(tags)
+        .iter()
+        .map(|module| module.name())
+        .collect();
+    let tags: Vec<i64> = tags.iter().map(|tag| tag.0 as i64).collect();
     diesel::insert_into(cache_outbox::table)
         .values((
             cache_outbox::tenant_id.eq(tenant.0),
             cache_outbox::modules.eq(names),
             cache_outbox::committed_at.eq(super::now()),
+            cache_outbox::tags.eq(tags),
         ))
         .returning(cache_outbox::id)
         .get_result(conn)

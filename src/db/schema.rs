@@ -88,6 +88,7 @@ diesel::table! {
         tenant_id -> Uuid,
         modules -> Array<Text>,
         committed_at -> Timestamptz,
+        tags -> Array<Int8>,
     }
 }
 

@@ -23,7 +23,8 @@ use crate::config::Config;
 use crate::domain::entities::{
     ACTIVITY_STATUSES, ACTIVITY_TYPES, ALL, CONTACT_STATUSES, LEAD_STATUSES, STAGES,
 };
-use crate::domain::{Module, TenantId};
+use crate::domain::tags::Tag;
+use crate::domain::TenantId;
 
 /// Rows per INSERT: PostgreSQL takes at most 65,535 bind parameters per statement.
 const BATCH: usize = 4_000;
@@ -367,8 +368,8 @@ pub async fn run(config: &Config, args: &Plan) -> Result<(), BoxError> {
                 let mut conn = pool.get().await?;
                 let seeded = seed_tenant(&mut conn, tenant, per_tenant, &progress).await;
                 if tell_instances {
-                    let modules: Vec<Module> = ALL.iter().map(|spec| spec.module).collect();
-                    super::outbox::record(&mut conn, TenantId(tenant), &modules).await?;
+                    let tags: Vec<Tag> = ALL.iter().map(|spec| Tag::module(spec.module)).collect();
+                    super::outbox::record(&mut conn, TenantId(tenant), &tags).await?;
                 }
                 seeded
             }

@@ -29,9 +29,19 @@ pub struct EntitySpec {
     pub filters: &'static [FilterSpec],
     /// Columns `q` matches as a case-insensitive substring.
     pub search: &'static [&'static str],
-    /// Modules whose cached answers a delete changes: this one, and those whose references to it
-    /// the database sets to null.
+    /// Fields the entity's stats add up or group by: a change of one changes the stats.
+    pub totals: &'static [&'static str],
+    /// The references to this entity that the database sets to null when a record is deleted.
+    pub cascades: &'static [Cascade],
+    /// Modules whose cached answers a delete changes: this one, and those of its cascades.
     pub delete_invalidates: &'static [Module],
+}
+
+/// A reference `column` of another entity's records that a delete here sets to null.
+#[derive(Debug)]
+pub struct Cascade {
+    pub referrer: &'static EntitySpec,
+    pub column: &'static str,
 }
 
 impl EntitySpec {
@@ -98,6 +108,17 @@ pub const ACCOUNTS: EntitySpec = EntitySpec {
     ],
     filters: &[filter("industry", FilterKind::Text { max: 100 })],
     search: &["name"],
+    totals: &[],
+    cascades: &[
+        Cascade {
+            referrer: &CONTACTS,
+            column: "account_id",
+        },
+        Cascade {
+            referrer: &OPPORTUNITIES,
+            column: "account_id",
+        },
+    ],
     delete_invalidates: &[Module::Accounts, Module::Contacts, Module::Opportunities],
 };
 
@@ -122,6 +143,11 @@ pub const CONTACTS: EntitySpec = EntitySpec {
         filter("status", FilterKind::Enum(CONTACT_STATUSES)),
     ],
     search: &["first_name", "last_name", "email"],
+    totals: &[],
+    cascades: &[Cascade {
+        referrer: &OPPORTUNITIES,
+        column: "contact_id",
+    }],
     delete_invalidates: &[Module::Contacts, Module::Opportunities],
 };
 
@@ -150,6 +176,8 @@ pub const LEADS: EntitySpec = EntitySpec {
         filter("source", FilterKind::Text { max: 100 }),
     ],
     search: &["first_name", "last_name", "email", "company"],
+    totals: &[],
+    cascades: &[],
     delete_invalidates: &[Module::Leads],
 };
 
@@ -182,6 +210,8 @@ pub const OPPORTUNITIES: EntitySpec = EntitySpec {
         filter("account_id", FilterKind::Uuid),
     ],
     search: &["name"],
+    totals: &["stage", "amount"],
+    cascades: &[],
     delete_invalidates: &[Module::Opportunities],
 };
 
@@ -208,8 +238,35 @@ pub const ACTIVITIES: EntitySpec = EntitySpec {
         filter("related_id", FilterKind::Uuid),
     ],
     search: &["subject"],
+    totals: &[],
+    cascades: &[],
     delete_invalidates: &[Module::Activities],
 };
 
 /// Every entity, in the contract's order.
 pub const ALL: [&EntitySpec; 5] = [&ACCOUNTS, &CONTACTS, &LEADS, &OPPORTUNITIES, &ACTIVITIES];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_delete_invalidates_its_module_and_those_of_its_cascades() {
+        for spec in ALL {
+            let mut expected = vec![spec.module];
+            expected.extend(spec.cascades.iter().map(|cascade| cascade.referrer.module));
+            assert_eq!(spec.delete_invalidates, expected, "{}", spec.module);
+            for cascade in spec.cascades {
+                assert!(
+                    cascade.referrer.field(cascade.column).is_some(),
+                    "{} has no field {}",
+                    cascade.referrer.module,
+                    cascade.column
+                );
+            }
+            for field in spec.totals {
+                assert!(spec.field(field).is_some(), "{field}");
+            }
+        }
+    }
+}

@@ -8,6 +8,7 @@ pub mod entities;
 pub mod fields;
 pub mod module;
 pub mod query;
+pub mod tags;
 
 pub use module::{Module, Operation};
 

@@ -1,5 +1,5 @@
 //! The modules a tenant's data and cached answers fall into, and the operations cached on them.
-//! Metric labels, generation vectors and invalidation dependencies all derive from these enums.
+//! Metric labels and the module bits of every cache tag derive from these enums.
 
 use std::fmt;
 
@@ -15,7 +15,7 @@ pub enum Module {
 }
 
 impl Module {
-    /// Every module, in the contract's order (also their order in a generation vector).
+    /// Every module, in the contract's order (its position is also its cache tags' module bits).
     pub const ALL: [Module; 6] = [
         Module::Accounts,
         Module::Contacts,
@@ -45,15 +45,6 @@ impl Module {
 
     pub fn from_name(name: &str) -> Option<Module> {
         Self::ALL.into_iter().find(|module| module.name() == name)
-    }
-
-    /// The modules whose writes change an answer of this one: an entity's own, and for the
-    /// dashboard every module (its own generation too, for admin invalidation).
-    pub fn dependencies(self) -> &'static [Module] {
-        match self {
-            Module::Dashboard => &Self::ALL,
-            module => std::slice::from_ref(&Self::ALL[module.index()]),
-        }
     }
 }
 
@@ -117,13 +108,5 @@ mod tests {
             assert_eq!(operation.index(), index);
         }
         assert_eq!(Module::from_name("Leads"), None);
-    }
-
-    #[test]
-    fn only_the_dashboard_depends_on_other_modules() {
-        assert_eq!(Module::Dashboard.dependencies(), &Module::ALL);
-        for module in &Module::ALL[..5] {
-            assert_eq!(module.dependencies(), &[*module]);
-        }
     }
 }

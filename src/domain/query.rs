@@ -112,6 +112,11 @@ impl Filters {
             .flatten()
     }
 
+    /// The equality filters given, by name.
+    pub fn values(&self) -> impl Iterator<Item = (&'static str, &FilterValue)> {
+        self.values.iter().map(|(&name, value)| (name, value))
+    }
+
     pub fn text(&self, name: &str) -> Option<&str> {
         match self.values.get(name)? {
             FilterValue::Text(text) => Some(text),

@@ -1,5 +1,6 @@
 //! `/api/v2/cache/*`: warm, invalidate (admin) and stats (admin).
 
+use crate::domain::tags::Tag;
 use std::future::Future;
 use std::sync::atomic::Ordering;
 
@@ -162,7 +163,7 @@ async fn invalidate(
         .cache
         .invalidate(
             principal.tenant,
-            &modules,
+            &modules.iter().copied().map(Tag::module).collect::<Vec<_>>(),
             std::time::SystemTime::now(),
             None,
         )

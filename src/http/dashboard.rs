@@ -4,7 +4,7 @@
 //! only the parts of the modules it changes. Each part is read in one snapshot; the parts are
 //! not one snapshot together.
 //!
-//! The composed answer is cached too, under the generations of every part, so that a bundle
+//! The composed answer is cached too, depending on what every part depends on, so that a bundle
 //! whose parts have not changed costs one lookup instead of six lookups and a re-serialisation
 //! (a third of the throughput, measured).
 
@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::cached::{json_body, read_of, respond, CachePolicy};
+use super::entities::record_tags;
 use super::only;
 use super::opportunities::{stats_body, STATS};
 use crate::auth::Principal;
@@ -27,6 +28,7 @@ use crate::db::leads::Leads;
 use crate::db::opportunities::Opportunities;
 use crate::db::Entity;
 use crate::domain::query::{parse_none, Filters, ListQuery, Params, StatsQuery};
+use crate::domain::tags::Tag;
 use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
@@ -93,8 +95,9 @@ fn part_policy<E: Entity>() -> CachePolicy {
     CachePolicy::new(E::SPEC.module, Operation::Bundle, BUNDLE.ttl_secs)
 }
 
-/// The JSON of entity `E`'s part: its count and newest records, read in one snapshot.
-async fn part_body<E: Entity>(state: &AppState, tenant: TenantId) -> Result<Bytes, ApiError> {
+/// The JSON of entity `E`'s part: its count and newest records, read in one snapshot; tagged
+/// with its records and the dashboard (whose admin invalidation drops every part).
+async fn part_body<E: Entity>(state: &AppState, tenant: TenantId) -> Result<Composition, ApiError> {
     let mut db = state.db(tenant).await?;
     let newest = ListQuery {
         limit: RECENT,
@@ -115,11 +118,15 @@ async fn part_body<E: Entity>(state: &AppState, tenant: TenantId) -> Result<Byte
                 .await
         })
         .await?;
-    json_body(&SummaryBody {
+    let recent = page(rows, RECENT).data;
+    let mut tags = vec![Tag::module(Module::Dashboard)];
+    tags.extend(record_tags::<E>(&recent));
+    let body = json_body(&SummaryBody {
         count,
-        recent: page(rows, RECENT).data,
+        recent,
         generated_at: crate::db::now(),
-    })
+    })?;
+    Ok(Composition::tagged(body, tags))
 }
 
 async fn part<E: Entity>(

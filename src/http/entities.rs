@@ -1,20 +1,21 @@
 //! The six routes every entity has, written once for any [`Entity`].
 
 use actix_web::http::header;
-use actix_web::web::Bytes;
-use actix_web::{web, HttpMessage, HttpRequest, HttpResponse, ResponseError};
+use actix_web::{web, HttpRequest, HttpResponse, ResponseError};
 use serde::Serialize;
 use uuid::Uuid;
 
 use super::body::JsonObject;
 use super::cached::{json_body, respond, CachePolicy};
-use super::invalidate::{invalidate, Invalidates, MayHaveCommitted};
+use super::invalidate::{invalidate, MayHaveCommitted};
 use super::only;
 use crate::auth::Principal;
+use crate::cache::Composition;
 use crate::db::entity::{page, Keyed};
 use crate::db::{Commit, Entity, Write};
 use crate::domain::bodies::Body;
 use crate::domain::query::{parse_count, Filters, ListQuery};
+use crate::domain::tags::{read_tags, Tag};
 use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
@@ -91,32 +92,46 @@ pub(super) struct CountBody {
     pub count: i64,
 }
 
-/// The JSON of one list page, as `GET /api/v2/E` answers `query`.
+/// The JSON of one list page, as `GET /api/v2/E` answers `query`, tagged with the sets it
+/// enumerates and the records it contains.
 pub async fn list_body<E: Entity>(
     state: &AppState,
     tenant: TenantId,
     query: &ListQuery,
-) -> Result<Bytes, ApiError> {
+) -> Result<Composition, ApiError> {
     let mut db = state.db(tenant).await?;
     let rows = db.run(|conn| E::list(conn, tenant, query)).await?;
     let page = page(rows, query.limit);
-    json_body(&ListBody {
+    let mut tags = read_tags(E::SPEC, &query.filters);
+    tags.extend(record_tags::<E>(&page.data));
+    let body = json_body(&ListBody {
         data: page.data,
         next_cursor: page
             .next
             .map(|cursor| state.cursors.encode(tenant, E::SPEC.module, cursor)),
-    })
+    })?;
+    Ok(Composition::tagged(body, tags))
 }
 
-/// The JSON of `GET /api/v2/E/count` for `filters`.
+/// The tags of the records an answer contains.
+pub fn record_tags<E: Entity>(records: &[E::Record]) -> impl Iterator<Item = Tag> + '_ {
+    records
+        .iter()
+        .map(|record| Tag::record(E::SPEC.module, record.cursor().id))
+}
+
+/// The JSON of `GET /api/v2/E/count` for `filters`, tagged with the sets it counts.
 pub async fn count_body<E: Entity>(
     state: &AppState,
     tenant: TenantId,
     filters: &Filters,
-) -> Result<Bytes, ApiError> {
+) -> Result<Composition, ApiError> {
     let mut db = state.db(tenant).await?;
     let count = db.run(|conn| E::count(conn, tenant, filters)).await?;
-    json_body(&CountBody { count })
+    Ok(Composition::tagged(
+        json_body(&CountBody { count })?,
+        read_tags(E::SPEC, filters),
+    ))
 }
 
 async fn list<E: Entity>(
@@ -154,18 +169,10 @@ async fn get<E: Entity>(
     Ok(HttpResponse::Ok().json(record))
 }
 
-/// The modules the route declared for this write, and whether its transaction records them in
-/// the outbox (only when other instances need telling).
-fn outbox(
-    state: &AppState,
-    principal: &Principal,
-    req: &HttpRequest,
-) -> Option<(TenantId, &'static [Module])> {
-    let invalidates = req.extensions().get::<Invalidates>().copied()?;
-    state
-        .cache
-        .uses_outbox()
-        .then_some((principal.tenant, invalidates.0))
+/// The tenant whose outbox a write's transaction records its tags in: only when other
+/// instances need telling.
+fn outbox(state: &AppState, principal: &Principal) -> Option<TenantId> {
+    state.cache.uses_outbox().then_some(principal.tenant)
 }
 
 /// The answer of a write: `ok` of its value, or its error; marked for invalidation when the
@@ -176,14 +183,16 @@ fn answer<T>(write: Write<T>, ok: impl FnOnce(T) -> HttpResponse) -> HttpRespons
         Err(error) => ApiError::from(error).error_response(),
     };
     if let Commit::Maybe(row) = write.commit {
-        response.extensions_mut().insert(MayHaveCommitted(row));
+        response.extensions_mut().insert(MayHaveCommitted {
+            row,
+            tags: write.tags,
+        });
     }
     response
 }
 
 async fn create<E: Entity>(
     principal: Principal,
-    req: HttpRequest,
     body: JsonObject,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
@@ -191,7 +200,7 @@ async fn create<E: Entity>(
     let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
-        .write(outbox(&state, &principal, &req), async |conn| {
+        .write(outbox(&state, &principal), async |conn| {
             E::create(conn, tenant, new).await
         })
         .await;
@@ -214,7 +223,7 @@ async fn update<E: Entity>(
     let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
-        .write(outbox(&state, &principal, &req), async |conn| {
+        .write(outbox(&state, &principal), async |conn| {
             E::update(conn, tenant, id, changes).await
         })
         .await;
@@ -230,7 +239,7 @@ async fn delete<E: Entity>(
     let mut db = state.db(principal.tenant).await?;
     let tenant = principal.tenant;
     let write = db
-        .write(outbox(&state, &principal, &req), async |conn| {
+        .write(outbox(&state, &principal), async |conn| {
             E::delete(conn, tenant, id).await
         })
         .await;

@@ -1,6 +1,5 @@
 //! `GET /api/v2/opportunities/stats`: count and amount per stage.
 
-use actix_web::web::Bytes;
 use actix_web::{web, HttpRequest, HttpResponse};
 use bigdecimal::{BigDecimal, Zero};
 use serde::Serialize;
@@ -8,9 +7,11 @@ use serde::Serialize;
 use super::cached::{json_body, respond, CachePolicy};
 use super::only;
 use crate::auth::Principal;
+use crate::cache::Composition;
 use crate::db::opportunities::{self, StageRow};
 use crate::domain::entities::STAGES;
 use crate::domain::query::StatsQuery;
+use crate::domain::tags::Tag;
 use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
 use crate::state::AppState;
@@ -98,15 +99,24 @@ async fn stats(
     .await
 }
 
-/// The JSON of `GET /api/v2/opportunities/stats` for `query`.
+/// The JSON of `GET /api/v2/opportunities/stats` for `query`, tagged with what it adds up: the
+/// totals, and the account's records when it names one.
 pub async fn stats_body(
     state: &AppState,
     tenant: TenantId,
     query: StatsQuery,
-) -> Result<Bytes, ApiError> {
+) -> Result<Composition, ApiError> {
     let mut db = state.db(tenant).await?;
     let rows = db
         .run(|conn| opportunities::stats(conn, tenant, query.account))
         .await?;
-    json_body(&summarize(rows))
+    let mut tags = vec![Tag::totals(Module::Opportunities)];
+    if let Some(account) = query.account {
+        tags.push(Tag::value(
+            Module::Opportunities,
+            "account_id",
+            &account.hyphenated().to_string(),
+        ));
+    }
+    Ok(Composition::tagged(json_body(&summarize(rows))?, tags))
 }

@@ -120,18 +120,18 @@ fn required_version(acks: &[Ack], instance: usize, started: Instant) -> u64 {
 ///   answer its last amount on every route, twice (whatever tier), the readers still running.
 ///
 /// Why a late-storing implementation fails: a reader that began before write `n` loads the old
-/// amount from PostgreSQL; if the key it stores under folds in generations read *after* its
-/// query ran (or if entries are keyed without generations and deleted on invalidation), that
-/// read may take its key after write `n` bumped the generations, and so puts the old answer
-/// under exactly the key every later reader asks for. The next read on the writing replica then
+/// amount from PostgreSQL; if the write number its answer is built as of were read *after* its
+/// query ran (or if entries were deleted on invalidation, with nothing to say how old a stored
+/// answer is), that read may take a number at or after write `n`, and so stores the old answer as
+/// current under exactly the key every later reader asks for. The next read on the writing replica then
 /// hits that entry and shows version `n - 1` (read-your-writes fails); concurrent readers see it
 /// too; and when it happens at a round's last write, the old answer stays in L1 and L2 for the
-/// whole TTL, so the convergence check fails. With generations read *before* the query (the
-/// design in `src/cache/mod.rs`), such a late answer lands under the old generation's key, which
-/// no later reader computes.
+/// whole TTL, so the convergence check fails. With the number read *before* the query (the
+/// design in `src/cache/versions.rs`), such a late answer is built as of a number below write
+/// `n`'s, and is not current for any later reader.
 ///
-/// Checked by experiment on a copy of the service whose `serve_cached` re-read the lookup
-/// (generations) after the handler ran and stored under that key: the test failed on every run,
+/// Checked by experiment (with module generations, the design before cache tags) on a copy of
+/// the service whose `serve_cached` re-read the lookup after the handler ran and stored under that key: the test failed on every run,
 /// at read-your-writes within the first ~50 writes, always on the dashboard bundle (the slowest
 /// query, so the widest window); with that assertion and the readers' check disabled, the
 /// convergence check alone still failed in 4 runs of 5.

@@ -10,6 +10,7 @@ mod aggregates;
 mod auth;
 mod cache;
 mod cache_race;
+mod cache_tags;
 mod cli;
 mod crud;
 mod dashboard;

@@ -111,7 +111,7 @@ async fn a_publish_cut_on_its_way_to_redis_still_reaches_every_instance() {
     until_outbox_empty(other, Duration::from_secs(1)).await;
 
     // The increment itself is cut.
-    proxy.cut_on_command("EVALSHA", &["leads"], 1);
+    proxy.cut_on_command("EVALSHA", &["number"], 1);
     writer.create("leads", &token, minimal("leads")).await;
     assert!(proxy.cuts_done(), "the increment was cut");
     assert_eq!(writer.leads_count(&token).await.0, 2, "the writer at once");
@@ -173,7 +173,7 @@ async fn writes_while_cut_off_from_redis_all_arrive_even_when_the_reconnect_fail
 
     // The relay on reconnect fails at the third tenant, then succeeds on a later attempt.
     proxy.clear_cuts();
-    proxy.cut_on_command("EVALSHA", &["leads"], 3);
+    proxy.cut_on_command("EVALSHA", &["number"], 3);
     time_until_redis(&writer, "up", Duration::from_secs(15)).await;
     assert!(proxy.cuts_done());
     let reader = start(template, writer.database.clone()).await;

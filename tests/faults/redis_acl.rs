@@ -11,7 +11,7 @@ use crate::support::redis_server::RedisServer;
 
 /// The commands the README lists as the least privileges to grant.
 const COMMANDS: &str = "+get +psetex +evalsha +script|load +info +hmget +hset +hincrby \
-                        +hgetall +del +publish +subscribe +ping +scan +unlink";
+                        +hgetall +hget +hlen +hdel +del +publish +subscribe +ping +scan +unlink";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_acl_user_with_the_listed_commands_runs_everything() {

@@ -1,5 +1,5 @@
 //! Redis may forget (contract, "Cache", rule 10): whatever a Redis of the test's own loses while
-//! the instances stay connected (FLUSHDB, FLUSHALL, the generation keys alone, a restart without
+//! the instances stay connected (FLUSHDB, FLUSHALL, the versions keys alone, a restart without
 //! persistence, a restart from an older snapshot), no instance answers data older than the newest
 //! acknowledged write: the writer at once, the others within 100 ms, an instance started after
 //! the loss too.
@@ -80,7 +80,7 @@ async fn flushdb_or_flushall_while_everyone_stays_connected_never_serves_an_olde
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn losing_only_the_generations_never_revives_an_entry_of_an_earlier_state() {
+async fn losing_only_the_versions_never_revives_an_entry_of_an_earlier_state() {
     let redis = RedisServer::start().await;
     let apps = spawn_replicas_on(2, &redis.url(), |_| {}).await;
     let (a, b) = (&apps[0], &apps[1]);
@@ -90,9 +90,9 @@ async fn losing_only_the_generations_never_revives_an_entry_of_an_earlier_state(
     a.leads_count(&token).await;
     write_and_cache(a, &[a, b], &token, 4, 0).await;
 
-    // What an allkeys-* eviction may do: the tenant's generation key goes, its entries stay.
-    let generations = format!("{}:{{{tenant}}}:g", a.config.cache_key_prefix);
-    redis.command(&["DEL", &generations]).await;
+    // What an allkeys-* eviction may do: the tenant's versions key goes, its entries stay.
+    let versions = format!("{}:{{{tenant}}}:v", a.config.cache_key_prefix);
+    redis.command(&["DEL", &versions]).await;
     let late = a.another_replica().await;
     a.create("leads", &token, minimal("leads")).await;
     everyone_shows(a, &[b, &late], &token, 5).await;
@@ -110,7 +110,7 @@ async fn a_restart_without_persistence_or_from_an_older_snapshot_never_serves_wh
     let token = a.token(Uuid::new_v4());
     a.leads_count(&token).await;
     write_and_cache(a, &[a, b], &token, 2, 0).await;
-    // The snapshot holds the generations and entries of the state with 2 leads.
+    // The snapshot holds the versions and entries of the state with 2 leads.
     redis.command(&["SAVE"]).await;
     write_and_cache(a, &[a, b], &token, 2, 2).await;
 

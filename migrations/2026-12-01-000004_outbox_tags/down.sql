@@ -1,0 +1,1 @@
+ALTER TABLE cache_outbox DROP COLUMN tags;

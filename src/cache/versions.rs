@@ -1,0 +1,494 @@
+//! What this process knows of every tenant's tag versions: for each tag a write changed, the
+//! sequence number of that write, so that a cached answer is served only while none of the tags
+//! it depends on changed after it was built.
+//!
+//! A tenant's writes are numbered in Redis (its `seq`); a write changes its tags "at" its number.
+//! An answer is built "as of" the number known when its read began, before its query ran: every
+//! write numbered up to it had committed by then, so the answer shows it. An answer is current
+//! while each of its tags changed at or before the number it was built as of (the stale-set fence:
+//! a write that lands during the query is numbered later, so the late answer is not current).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use uuid::Uuid;
+
+use crate::domain::tags::Tag;
+use crate::domain::TenantId;
+
+/// What a read needs of its tenant's versions: the namespace its key lives in and the number its
+/// answer is built as of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Stamp {
+    pub epoch: u64,
+    pub seq: u64,
+}
+
+/// A tenant's versions as Redis holds them.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Fetched {
+    pub epoch: u64,
+    pub seq: u64,
+    /// Every change at or below it was forgotten (see [`TenantVersions::floor`]).
+    pub floor: u64,
+    pub changed: Vec<(Tag, u64)>,
+}
+
+impl Fetched {
+    /// A namespace no entry was ever stored under: a random epoch, nothing written.
+    pub fn fresh() -> Self {
+        Fetched {
+            epoch: rand::random(),
+            ..Fetched::default()
+        }
+    }
+}
+
+/// What an answer depends on: each tag with the number the answer was built as of (a composed
+/// answer has parts built as of different numbers).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Dependencies {
+    pairs: Box<[(Tag, u64)]>,
+    /// The smallest of the numbers.
+    oldest: u64,
+}
+
+impl Dependencies {
+    /// From pairs in any order; a tag given twice keeps its older number.
+    pub fn new(mut pairs: Vec<(Tag, u64)>) -> Self {
+        pairs.sort_unstable();
+        pairs.dedup_by_key(|(tag, _)| *tag);
+        let oldest = pairs.iter().map(|&(_, seq)| seq).min().unwrap_or(u64::MAX);
+        Dependencies {
+            pairs: pairs.into_boxed_slice(),
+            oldest,
+        }
+    }
+
+    pub fn pairs(&self) -> &[(Tag, u64)] {
+        &self.pairs
+    }
+}
+
+/// One tenant's versions in this process.
+struct TenantVersions {
+    epoch: u64,
+    seq: u64,
+    /// The changes of tags not kept here any more were numbered at or below it: an answer built
+    /// as of an earlier number may show a state before them.
+    floor: u64,
+    changed: HashMap<Tag, u64>,
+    /// Moves on every change of this tenant's versions, to a value no tenant had before: an
+    /// answer checked at this revision needs no second check until it moves.
+    revision: u64,
+}
+
+impl TenantVersions {
+    fn from_fetched(fetched: Fetched, revision: u64) -> Self {
+        let mut versions = TenantVersions {
+            epoch: fetched.epoch,
+            seq: fetched.seq,
+            floor: fetched.floor,
+            changed: HashMap::with_capacity(fetched.changed.len()),
+            revision,
+        };
+        versions.record(&fetched.changed);
+        versions
+    }
+
+    fn record(&mut self, changes: &[(Tag, u64)]) {
+        for &(tag, seq) in changes {
+            let known = self.changed.entry(tag).or_insert(0);
+            *known = (*known).max(seq);
+        }
+    }
+
+    /// Keeps at most [`MAX_TAGS`] changes: forgets the older half, raising the floor past it.
+    /// Safe: an answer built before the floor counts as changed; one built after it shows them.
+    fn trim(&mut self) {
+        if self.changed.len() <= MAX_TAGS {
+            return;
+        }
+        let mut seqs: Vec<u64> = self.changed.values().copied().collect();
+        let middle = seqs.len() / 2;
+        let (_, &mut cut, _) = seqs.select_nth_unstable(middle);
+        self.changed.retain(|_, seq| *seq > cut);
+        self.floor = self.floor.max(cut);
+    }
+
+    fn is_current(&self, dependencies: &Dependencies) -> bool {
+        dependencies.oldest >= self.floor
+            && dependencies
+                .pairs
+                .iter()
+                .all(|(tag, seq)| self.changed.get(tag).is_none_or(|changed| changed <= seq))
+    }
+}
+
+/// Changes one tenant keeps, here and in Redis; past it the older half is forgotten.
+pub const MAX_TAGS: usize = 4096;
+/// Tenants kept; past it the map starts over.
+const MAX_TENANTS: usize = 100_000;
+/// Changes kept over all tenants (about 40 MB); past it the map starts over.
+const MAX_CHANGES: usize = 1 << 20;
+
+/// Every tenant's versions in this process. Within one epoch numbers only grow (a bus message and
+/// a Redis read may arrive in any order); a different epoch means Redis lost the tenant's
+/// versions, and the tenant is forgotten, to be read again. Forgetting is always safe: a
+/// forgotten tenant is read again from Redis (which keeps the same changes), or, without Redis,
+/// starts a fresh epoch that no entry was stored under. Every change that may make a read
+/// already under way outdated moves the fence, which keeps that read from being stored.
+#[derive(Default)]
+pub struct Versions {
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    fence: u64,
+    revision: u64,
+    changes: usize,
+    tenants: HashMap<Uuid, TenantVersions>,
+}
+
+impl State {
+    fn next_revision(&mut self) -> u64 {
+        self.revision += 1;
+        self.revision
+    }
+
+    fn forget(&mut self, tenant: TenantId) {
+        if let Some(gone) = self.tenants.remove(&tenant.0) {
+            self.changes -= gone.changed.len();
+        }
+        self.fence += 1;
+    }
+
+    /// Keeps the map bounded before `tenant` is added or grows.
+    fn make_room_for(&mut self, tenant: TenantId) {
+        let full = self.tenants.len() >= MAX_TENANTS && !self.tenants.contains_key(&tenant.0);
+        if full || self.changes >= MAX_CHANGES {
+            self.tenants.clear();
+            self.changes = 0;
+            self.fence += 1;
+        }
+    }
+
+    /// Runs `change` on a known tenant and keeps the counts and bounds.
+    fn update(&mut self, tenant: TenantId, change: impl FnOnce(&mut TenantVersions)) {
+        let revision = self.next_revision();
+        if let Some(versions) = self.tenants.get_mut(&tenant.0) {
+            let before = versions.changed.len();
+            change(versions);
+            versions.trim();
+            versions.revision = revision;
+            self.changes = self.changes - before + versions.changed.len();
+        }
+    }
+
+    fn insert(&mut self, tenant: TenantId, fetched: Fetched) -> Stamp {
+        self.make_room_for(tenant);
+        let revision = self.next_revision();
+        let mut versions = TenantVersions::from_fetched(fetched, revision);
+        versions.trim();
+        let stamp = Stamp {
+            epoch: versions.epoch,
+            seq: versions.seq,
+        };
+        self.changes += versions.changed.len();
+        if let Some(replaced) = self.tenants.insert(tenant.0, versions) {
+            self.changes -= replaced.changed.len();
+        }
+        stamp
+    }
+}
+
+impl Versions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic while holding this lock cannot leave the map inconsistent: recover it.
+        self.state
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// The stamp of `tenant` if known, and the fence to pass to [`Self::store_fetched`].
+    pub fn get(&self, tenant: TenantId) -> (Option<Stamp>, u64) {
+        let state = self.lock();
+        let stamp = state.tenants.get(&tenant.0).map(|versions| Stamp {
+            epoch: versions.epoch,
+            seq: versions.seq,
+        });
+        (stamp, state.fence)
+    }
+
+    /// Stores versions read from Redis, unless something changed since the read began; the stamp
+    /// a read uses (of a namespace of its own when they were not stored, so that it finds and
+    /// leaves nothing another read sees).
+    pub fn store_fetched(&self, tenant: TenantId, fetched: Fetched, fence: u64) -> Stamp {
+        let mut state = self.lock();
+        if state.fence != fence {
+            return Stamp {
+                epoch: rand::random(),
+                seq: 0,
+            };
+        }
+        match state.tenants.get(&tenant.0).map(|known| known.epoch) {
+            None => state.insert(tenant, fetched),
+            // Two reads raced; within one epoch the larger numbers are the newer ones.
+            Some(epoch) if epoch == fetched.epoch => {
+                state.update(tenant, |known| {
+                    known.seq = known.seq.max(fetched.seq);
+                    known.floor = known.floor.max(fetched.floor);
+                    known.record(&fetched.changed);
+                });
+                self_stamp(&state, tenant)
+            }
+            // Two reads disagree on the epoch: which is newer cannot be told; read again.
+            Some(_) => {
+                state.forget(tenant);
+                Stamp {
+                    epoch: rand::random(),
+                    seq: 0,
+                }
+            }
+        }
+    }
+
+    /// Whether an answer of `tenant` keyed in `epoch` and depending on `dependencies` is still
+    /// current. `checked` is the answer's own memo of the revision it was last found current at,
+    /// so that a hit costs one comparison until the tenant's versions move.
+    pub fn is_current(
+        &self,
+        tenant: TenantId,
+        epoch: u64,
+        dependencies: &Dependencies,
+        checked: &AtomicU64,
+    ) -> bool {
+        let state = self.lock();
+        let Some(versions) = state
+            .tenants
+            .get(&tenant.0)
+            .filter(|versions| versions.epoch == epoch)
+        else {
+            return false;
+        };
+        if checked.load(Ordering::Relaxed) == versions.revision {
+            return true;
+        }
+        let current = versions.is_current(dependencies);
+        if current {
+            checked.store(versions.revision, Ordering::Relaxed);
+        }
+        current
+    }
+
+    /// Applies what a bus message or an increment reported: write `seq` of `epoch` changed
+    /// `tags`, with the floor Redis keeps. For a tenant not yet known, or known in another epoch,
+    /// nothing is stored: the tenant is read again, and reads already under way are kept from
+    /// storing what they fetched.
+    pub fn apply(&self, tenant: TenantId, epoch: u64, seq: u64, floor: u64, tags: &[Tag]) {
+        let mut state = self.lock();
+        match state.tenants.get(&tenant.0).map(|known| known.epoch) {
+            Some(known) if known == epoch => {
+                state.make_room_for(tenant);
+                state.update(tenant, |versions| {
+                    versions.seq = versions.seq.max(seq);
+                    versions.floor = versions.floor.max(floor);
+                    for &tag in tags {
+                        let known = versions.changed.entry(tag).or_insert(0);
+                        *known = (*known).max(seq);
+                    }
+                });
+            }
+            _ => state.forget(tenant),
+        }
+    }
+
+    /// Moves a tenant into a namespace of this instance alone (a fresh random epoch), for a
+    /// write that could not reach Redis.
+    pub fn detach(&self, tenant: TenantId) {
+        let mut state = self.lock();
+        state.fence += 1;
+        state.insert(tenant, Fetched::fresh());
+    }
+
+    /// Numbers a write here (single-instance mode). A tenant not known starts a fresh epoch.
+    pub fn bump(&self, tenant: TenantId, tags: &[Tag]) {
+        let mut state = self.lock();
+        state.fence += 1;
+        state.make_room_for(tenant);
+        if !state.tenants.contains_key(&tenant.0) {
+            state.insert(tenant, Fetched::fresh());
+        }
+        state.update(tenant, |versions| {
+            versions.seq += 1;
+            for &tag in tags {
+                versions.changed.insert(tag, versions.seq);
+            }
+        });
+    }
+
+    /// Forgets everything (after a reconnect or a flush).
+    pub fn clear(&self) {
+        let mut state = self.lock();
+        state.fence += 1;
+        state.changes = 0;
+        state.tenants.clear();
+    }
+}
+
+fn self_stamp(state: &State, tenant: TenantId) -> Stamp {
+    state
+        .tenants
+        .get(&tenant.0)
+        .map(|versions| Stamp {
+            epoch: versions.epoch,
+            seq: versions.seq,
+        })
+        .unwrap_or(Stamp {
+            epoch: rand::random(),
+            seq: 0,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Module;
+
+    fn tenant() -> TenantId {
+        TenantId(Uuid::new_v4())
+    }
+
+    fn tag(n: u64) -> Tag {
+        Tag::value(Module::Leads, "status", &n.to_string())
+    }
+
+    fn known(versions: &Versions, t: TenantId, epoch: u64, seq: u64) {
+        let (_, fence) = versions.get(t);
+        versions.store_fetched(
+            t,
+            Fetched {
+                epoch,
+                seq,
+                ..Fetched::default()
+            },
+            fence,
+        );
+    }
+
+    fn current(versions: &Versions, t: TenantId, epoch: u64, pairs: Vec<(Tag, u64)>) -> bool {
+        versions.is_current(t, epoch, &Dependencies::new(pairs), &AtomicU64::new(0))
+    }
+
+    #[test]
+    fn an_answer_is_current_until_one_of_its_tags_changes_after_it_was_built() {
+        let versions = Versions::default();
+        let t = tenant();
+        known(&versions, t, 1, 10);
+        let built = vec![(tag(1), 10), (tag(2), 10)];
+        assert!(current(&versions, t, 1, built.clone()));
+        versions.apply(t, 1, 11, 0, &[tag(3)]);
+        assert!(
+            current(&versions, t, 1, built.clone()),
+            "another tag changed"
+        );
+        versions.apply(t, 1, 12, 0, &[tag(2)]);
+        assert!(!current(&versions, t, 1, built));
+        assert!(
+            current(&versions, t, 1, vec![(tag(1), 12), (tag(2), 12)]),
+            "an answer built after the change shows it"
+        );
+        assert!(!current(&versions, t, 2, vec![]), "another epoch");
+    }
+
+    #[test]
+    fn a_memo_of_the_last_check_is_dropped_when_the_tenant_moves() {
+        let versions = Versions::default();
+        let t = tenant();
+        known(&versions, t, 1, 10);
+        let dependencies = Dependencies::new(vec![(tag(1), 10)]);
+        let memo = AtomicU64::new(0);
+        assert!(versions.is_current(t, 1, &dependencies, &memo));
+        versions.apply(t, 1, 11, 0, &[tag(1)]);
+        assert!(!versions.is_current(t, 1, &dependencies, &memo));
+    }
+
+    #[test]
+    fn messages_in_any_order_and_stale_reads_never_lower_a_number() {
+        let versions = Versions::default();
+        let t = tenant();
+        known(&versions, t, 1, 4);
+        versions.apply(t, 1, 6, 0, &[tag(1)]);
+        versions.apply(t, 1, 5, 0, &[tag(1)]);
+        let (_, fence) = versions.get(t);
+        let stamp = versions.store_fetched(
+            t,
+            Fetched {
+                epoch: 1,
+                seq: 5,
+                floor: 0,
+                changed: vec![(tag(1), 5)],
+            },
+            fence,
+        );
+        assert_eq!(stamp.seq, 6, "an older read never lowers the number");
+        assert!(!current(&versions, t, 1, vec![(tag(1), 5)]));
+
+        let other = tenant();
+        let (_, fence) = versions.get(other);
+        versions.apply(other, 1, 2, 0, &[tag(1)]);
+        versions.store_fetched(other, Fetched::fresh(), fence);
+        assert_eq!(
+            versions.get(other).0,
+            None,
+            "a read that began before a change of an unknown tenant is not stored"
+        );
+    }
+
+    #[test]
+    fn another_epoch_forgets_the_tenant() {
+        let versions = Versions::default();
+        let t = tenant();
+        known(&versions, t, 1, 40);
+        versions.apply(t, 2, 1, 0, &[tag(1)]);
+        assert_eq!(versions.get(t).0, None, "the tenant is read again");
+    }
+
+    #[test]
+    fn forgetting_old_changes_raises_the_floor_past_them() {
+        let versions = Versions::default();
+        let t = tenant();
+        known(&versions, t, 1, 0);
+        let early = vec![(tag(0), 1)];
+        for seq in 1..=(MAX_TAGS as u64 + 1) {
+            versions.apply(t, 1, seq, 0, &[tag(seq)]);
+        }
+        let state = versions.lock();
+        let kept = &state.tenants[&t.0];
+        assert!(kept.changed.len() <= MAX_TAGS);
+        assert!(kept.floor > 1);
+        assert_eq!(state.changes, kept.changed.len());
+        drop(state);
+        assert!(
+            !current(&versions, t, 1, early),
+            "an answer from before the forgotten changes is not current"
+        );
+        let latest = MAX_TAGS as u64 + 1;
+        assert!(current(&versions, t, 1, vec![(tag(0), latest)]));
+    }
+
+    #[test]
+    fn without_redis_a_write_is_numbered_here_and_a_forgotten_tenant_starts_a_new_epoch() {
+        let versions = Versions::default();
+        let t = tenant();
+        versions.bump(t, &[tag(1)]);
+        let before = versions.get(t).0.unwrap();
+        assert_eq!(before.seq, 1);
+        assert!(!current(&versions, t, before.epoch, vec![(tag(1), 0)]));
+        versions.clear();
+        versions.bump(t, &[tag(1)]);
+        assert_ne!(versions.get(t).0.unwrap().epoch, before.epoch);
+    }
+}

@@ -1,0 +1,236 @@
+//! Cache tags: what a cached answer depends on, and what a write changes. An answer carries the
+//! tags of the records it contains and of the sets it enumerates; a write changes only the tags
+//! its change can alter, so an answer stays current while none of its tags changed.
+//!
+//! | tag | an answer depends on it when it | a write changes it when it |
+//! |---|---|---|
+//! | `module(M)` | is any answer of module M | creates or deletes a record of M (or an admin invalidates M) |
+//! | `record(M, id)` | contains record `id` | creates, updates or deletes `id`, or a cascade sets a reference of `id` to null |
+//! | `value(M, f, v)` | filters on `f = v` | changes filter field `f` of a record from or to `v` |
+//! | `search(M)` | searches with `q` | changes a field `q` searches |
+//! | `totals(M)` | sums records (stats) | changes a field the stats add up or group by |
+//!
+//! Records never move between pages on update: the order (`created_at`, `id`) never changes.
+
+use serde_json::{Map, Value};
+use uuid::Uuid;
+
+use super::entities::EntitySpec;
+use super::query::{FilterValue, Filters};
+use super::Module;
+
+/// One tag of a tenant: the module in the top bits (so that a write's modules are known from
+/// its tags alone), a stable hash of what it names below them. Two names sharing a hash only
+/// make one invalidate the other's answers too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Tag(pub u64);
+
+const MODULE_SHIFT: u32 = 60;
+const HASH_MASK: u64 = (1 << MODULE_SHIFT) - 1;
+
+impl Tag {
+    fn of(module: Module, parts: &[&[u8]]) -> Tag {
+        let mut context = md5::Context::new();
+        for part in parts {
+            context.consume((part.len() as u64).to_be_bytes());
+            context.consume(part);
+        }
+        let digest = context.finalize().0;
+        let mut low = [0; 8];
+        low.copy_from_slice(&digest[..8]);
+        Tag(((module.index() as u64) << MODULE_SHIFT) | (u64::from_be_bytes(low) & HASH_MASK))
+    }
+
+    /// Every answer of `module`: changed when its set of records changes as a whole.
+    pub fn module(module: Module) -> Tag {
+        Tag::of(module, &[b"module"])
+    }
+
+    pub fn record(module: Module, id: Uuid) -> Tag {
+        Tag::of(module, &[b"record", id.as_bytes()])
+    }
+
+    /// The records whose filter field `field` equals `value` (its canonical text).
+    pub fn value(module: Module, field: &str, value: &str) -> Tag {
+        Tag::of(module, &[b"value", field.as_bytes(), value.as_bytes()])
+    }
+
+    /// The records a `q` search of `module` may match.
+    pub fn search(module: Module) -> Tag {
+        Tag::of(module, &[b"search"])
+    }
+
+    /// What the stats of `module` add up.
+    pub fn totals(module: Module) -> Tag {
+        Tag::of(module, &[b"totals"])
+    }
+
+    /// The module the tag belongs to (`None` for a value no tag has).
+    pub fn module_of(self) -> Option<Module> {
+        Module::ALL.get((self.0 >> MODULE_SHIFT) as usize).copied()
+    }
+}
+
+/// The modules `tags` belong to, each once, in the contract's order.
+pub fn modules_of(tags: &[Tag]) -> Vec<Module> {
+    let mut modules: Vec<Module> = tags.iter().filter_map(|tag| tag.module_of()).collect();
+    modules.sort_unstable();
+    modules.dedup();
+    modules
+}
+
+/// Sorts and removes repeats.
+pub fn normalized(mut tags: Vec<Tag>) -> Vec<Tag> {
+    tags.sort_unstable();
+    tags.dedup();
+    tags
+}
+
+/// The canonical text of a filter value, as a record's field is compared with it.
+fn filter_text(value: &FilterValue) -> String {
+    match value {
+        FilterValue::Text(text) => text.clone(),
+        FilterValue::Uuid(id) => id.hyphenated().to_string(),
+    }
+}
+
+/// The tags of a read of `spec`'s records through `filters` (a list or a count): the module,
+/// each filter's value and the search; a list adds its records' tags.
+pub fn read_tags(spec: &EntitySpec, filters: &Filters) -> Vec<Tag> {
+    let module = spec.module;
+    let mut tags = vec![Tag::module(module)];
+    for (field, value) in filters.values() {
+        tags.push(Tag::value(module, field, &filter_text(value)));
+    }
+    if filters.q.is_some() {
+        tags.push(Tag::search(module));
+    }
+    tags
+}
+
+/// A record's field as filters compare it; `None` for null (no filter value matches null).
+fn field_text(record: &Map<String, Value>, field: &str) -> Option<String> {
+    match record.get(field)? {
+        Value::Null => None,
+        Value::String(text) => Some(text.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+/// The tags a write of one `spec` record changes, from the record before and after it (as the
+/// API answers them): `None` before a create and after a delete.
+pub fn changed_tags(
+    spec: &EntitySpec,
+    before: Option<&Map<String, Value>>,
+    after: Option<&Map<String, Value>>,
+) -> Vec<Tag> {
+    let module = spec.module;
+    let id = after
+        .or(before)
+        .and_then(|record| field_text(record, "id"))
+        .and_then(|id| Uuid::try_parse(&id).ok());
+    let mut tags = Vec::new();
+    if let Some(id) = id {
+        tags.push(Tag::record(module, id));
+    }
+    let (Some(before), Some(after)) = (before, after) else {
+        // A create or a delete changes the module's set of records as a whole.
+        tags.push(Tag::module(module));
+        return tags;
+    };
+    let changed = |field: &str| before.get(field) != after.get(field);
+    for filter in spec.filters.iter().filter(|filter| changed(filter.name)) {
+        for record in [before, after] {
+            if let Some(text) = field_text(record, filter.name) {
+                tags.push(Tag::value(module, filter.name, &text));
+            }
+        }
+    }
+    if spec.search.iter().any(|field| changed(field)) {
+        tags.push(Tag::search(module));
+    }
+    if spec.totals.iter().any(|field| changed(field)) {
+        tags.push(Tag::totals(module));
+    }
+    tags
+}
+
+/// The tags of records of `spec` whose reference `field` a cascade set from `old` to null.
+pub fn cascade_tags(spec: &EntitySpec, field: &str, old: Uuid, ids: &[Uuid]) -> Vec<Tag> {
+    let module = spec.module;
+    let mut tags: Vec<Tag> = ids.iter().map(|&id| Tag::record(module, id)).collect();
+    if !ids.is_empty() && spec.filter(field).is_some() {
+        tags.push(Tag::value(module, field, &old.hyphenated().to_string()));
+    }
+    tags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::entities::{CONTACTS, OPPORTUNITIES};
+    use serde_json::json;
+
+    fn record(value: Value) -> Map<String, Value> {
+        value.as_object().cloned().unwrap()
+    }
+
+    #[test]
+    fn tags_keep_their_module_and_tell_names_apart() {
+        let id = Uuid::new_v4();
+        for module in Module::ALL {
+            for tag in [
+                Tag::module(module),
+                Tag::record(module, id),
+                Tag::value(module, "stage", "proposal"),
+                Tag::search(module),
+                Tag::totals(module),
+            ] {
+                assert_eq!(tag.module_of(), Some(module));
+            }
+        }
+        assert_ne!(
+            Tag::value(Module::Leads, "ab", "c"),
+            Tag::value(Module::Leads, "a", "bc")
+        );
+        assert_ne!(
+            Tag::module(Module::Leads),
+            Tag::module(Module::Opportunities)
+        );
+    }
+
+    #[test]
+    fn an_amount_update_changes_the_record_and_the_totals_only() {
+        let id = Uuid::new_v4();
+        let before = record(json!({"id": id, "name": "a", "stage": "proposal", "amount": 1.0}));
+        let after = record(json!({"id": id, "name": "a", "stage": "proposal", "amount": 2.0}));
+        let tags = changed_tags(&OPPORTUNITIES, Some(&before), Some(&after));
+        assert_eq!(
+            normalized(tags),
+            normalized(vec![
+                Tag::record(Module::Opportunities, id),
+                Tag::totals(Module::Opportunities)
+            ])
+        );
+    }
+
+    #[test]
+    fn a_filter_change_changes_the_old_and_new_values() {
+        let id = Uuid::new_v4();
+        let account = Uuid::new_v4();
+        let before = record(json!({"id": id, "last_name": "x", "account_id": account}));
+        let after = record(json!({"id": id, "last_name": "y", "account_id": null}));
+        let tags = normalized(changed_tags(&CONTACTS, Some(&before), Some(&after)));
+        assert_eq!(
+            tags,
+            normalized(vec![
+                Tag::record(Module::Contacts, id),
+                Tag::value(Module::Contacts, "account_id", &account.to_string()),
+                Tag::search(Module::Contacts),
+            ])
+        );
+        let created = changed_tags(&CONTACTS, None, Some(&after));
+        assert!(created.contains(&Tag::module(Module::Contacts)));
+        assert_eq!(modules_of(&created), vec![Module::Contacts]);
+    }
+}
