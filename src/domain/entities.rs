@@ -31,6 +31,9 @@ pub struct EntitySpec {
     pub search: &'static [&'static str],
     /// Fields the entity's stats add up or group by: a change of one changes the stats.
     pub totals: &'static [&'static str],
+    /// The filter the stats may be narrowed by (`account_id`): a change of a total changes the
+    /// stats of its record's value of it, and no other value's.
+    pub totals_scope: Option<&'static str>,
     /// The references to this entity that the database sets to null when a record is deleted.
     pub cascades: &'static [Cascade],
     /// Modules whose cached answers a delete changes: this one, and those of its cascades.
@@ -109,6 +112,7 @@ pub const ACCOUNTS: EntitySpec = EntitySpec {
     filters: &[filter("industry", FilterKind::Text { max: 100 })],
     search: &["name"],
     totals: &[],
+    totals_scope: None,
     cascades: &[
         Cascade {
             referrer: &CONTACTS,
@@ -144,6 +148,7 @@ pub const CONTACTS: EntitySpec = EntitySpec {
     ],
     search: &["first_name", "last_name", "email"],
     totals: &[],
+    totals_scope: None,
     cascades: &[Cascade {
         referrer: &OPPORTUNITIES,
         column: "contact_id",
@@ -177,6 +182,7 @@ pub const LEADS: EntitySpec = EntitySpec {
     ],
     search: &["first_name", "last_name", "email", "company"],
     totals: &[],
+    totals_scope: None,
     cascades: &[],
     delete_invalidates: &[Module::Leads],
 };
@@ -211,6 +217,7 @@ pub const OPPORTUNITIES: EntitySpec = EntitySpec {
     ],
     search: &["name"],
     totals: &["stage", "amount"],
+    totals_scope: Some("account_id"),
     cascades: &[],
     delete_invalidates: &[Module::Opportunities],
 };
@@ -239,6 +246,7 @@ pub const ACTIVITIES: EntitySpec = EntitySpec {
     ],
     search: &["subject"],
     totals: &[],
+    totals_scope: None,
     cascades: &[],
     delete_invalidates: &[Module::Activities],
 };
@@ -266,6 +274,9 @@ mod tests {
             }
             for field in spec.totals {
                 assert!(spec.field(field).is_some(), "{field}");
+            }
+            if let Some(scope) = spec.totals_scope {
+                assert!(spec.filter(scope).is_some(), "{scope}");
             }
         }
     }

@@ -8,7 +8,8 @@
 //! | `record(M, id)` | contains record `id` | creates, updates or deletes `id`, or a cascade sets a reference of `id` to null |
 //! | `value(M, f, v)` | filters on `f = v` | changes filter field `f` of a record from or to `v` |
 //! | `search(M)` | searches with `q` | changes a field `q` searches |
-//! | `totals(M)` | sums records (stats) | changes a field the stats add up or group by |
+//! | `totals(M)` | sums all records (stats) | changes a field the stats add up or group by |
+//! | `totals_in(M, f, v)` | sums the records with `f = v` (stats of one account) | changes such a field of a record whose `f` is `v` |
 //!
 //! Records never move between pages on update: the order (`created_at`, `id`) never changes.
 
@@ -63,6 +64,11 @@ impl Tag {
     /// What the stats of `module` add up.
     pub fn totals(module: Module) -> Tag {
         Tag::of(module, &[b"totals"])
+    }
+
+    /// What the stats of `module`'s records whose `field` equals `value` add up.
+    pub fn totals_in(module: Module, field: &str, value: &str) -> Tag {
+        Tag::of(module, &[b"totals_in", field.as_bytes(), value.as_bytes()])
     }
 
     /// The module the tag belongs to (`None` for a value no tag has).
@@ -151,6 +157,13 @@ pub fn changed_tags(
     }
     if spec.totals.iter().any(|field| changed(field)) {
         tags.push(Tag::totals(module));
+        if let Some(scope) = spec.totals_scope {
+            for record in [before, after] {
+                if let Some(text) = field_text(record, scope) {
+                    tags.push(Tag::totals_in(module, scope, &text));
+                }
+            }
+        }
     }
     tags
 }
@@ -185,6 +198,7 @@ mod tests {
                 Tag::value(module, "stage", "proposal"),
                 Tag::search(module),
                 Tag::totals(module),
+                Tag::totals_in(module, "account_id", "x"),
             ] {
                 assert_eq!(tag.module_of(), Some(module));
             }
@@ -202,14 +216,22 @@ mod tests {
     #[test]
     fn an_amount_update_changes_the_record_and_the_totals_only() {
         let id = Uuid::new_v4();
-        let before = record(json!({"id": id, "name": "a", "stage": "proposal", "amount": 1.0}));
-        let after = record(json!({"id": id, "name": "a", "stage": "proposal", "amount": 2.0}));
+        let account = Uuid::new_v4().to_string();
+        let before = record(
+            json!({"id": id, "name": "a", "stage": "proposal", "amount": 1.0,
+                                   "account_id": account}),
+        );
+        let after = record(
+            json!({"id": id, "name": "a", "stage": "proposal", "amount": 2.0,
+                                  "account_id": account}),
+        );
         let tags = changed_tags(&OPPORTUNITIES, Some(&before), Some(&after));
         assert_eq!(
             normalized(tags),
             normalized(vec![
                 Tag::record(Module::Opportunities, id),
-                Tag::totals(Module::Opportunities)
+                Tag::totals(Module::Opportunities),
+                Tag::totals_in(Module::Opportunities, "account_id", &account),
             ])
         );
     }

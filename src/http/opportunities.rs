@@ -100,7 +100,7 @@ async fn stats(
 }
 
 /// The JSON of `GET /api/v2/opportunities/stats` for `query`, tagged with what it adds up: the
-/// totals, and the account's records when it names one.
+/// tenant's totals, or those of the account it names and that account's set of records.
 pub async fn stats_body(
     state: &AppState,
     tenant: TenantId,
@@ -110,13 +110,16 @@ pub async fn stats_body(
     let rows = db
         .run(|conn| opportunities::stats(conn, tenant, query.account))
         .await?;
-    let mut tags = vec![Tag::totals(Module::Opportunities)];
-    if let Some(account) = query.account {
-        tags.push(Tag::value(
-            Module::Opportunities,
-            "account_id",
-            &account.hyphenated().to_string(),
-        ));
-    }
+    let module = Module::Opportunities;
+    let tags = match query.account {
+        None => vec![Tag::totals(module)],
+        Some(account) => {
+            let account = account.hyphenated().to_string();
+            vec![
+                Tag::value(module, "account_id", &account),
+                Tag::totals_in(module, "account_id", &account),
+            ]
+        }
+    };
     Ok(Composition::tagged(json_body(&summarize(rows))?, tags))
 }

@@ -303,7 +303,7 @@ async fn every_cached_answer_equals_a_fresh_one_after_every_random_write() {
     let steps: usize = std::env::var("ORACLE_STEPS")
         .ok()
         .and_then(|steps| steps.parse().ok())
-        .unwrap_or(40);
+        .unwrap_or(60);
     let mut oracle = Oracle::start(seed).await;
     for (module, count) in [
         ("accounts", 3),
@@ -339,22 +339,36 @@ async fn an_amount_update_keeps_every_list_without_the_record_and_every_count() 
     let apps = spawn_replicas(1, |_| {}).await;
     let app = &apps[0];
     let token = app.token(Uuid::new_v4());
+    let its_account = app.create("accounts", &token, json!({"name": "A"})).await;
+    let other_account = app.create("accounts", &token, json!({"name": "B"})).await;
     let changed = app
         .create(
             "opportunities",
             &token,
-            json!({"name": "Renewal", "stage": "proposal", "amount": 10}),
+            json!({"name": "Renewal", "stage": "proposal", "amount": 10,
+                   "account_id": its_account["id"]}),
         )
         .await;
     app.create(
         "opportunities",
         &token,
-        json!({"name": "Upsell", "stage": "closed_won", "amount": 20}),
+        json!({"name": "Upsell", "stage": "closed_won", "amount": 20,
+               "account_id": other_account["id"]}),
     )
     .await;
+    let its_stats = format!(
+        "/api/v2/opportunities/stats?account_id={}",
+        its_account["id"].as_str().unwrap_or_default()
+    );
+    let other_stats = format!(
+        "/api/v2/opportunities/stats?account_id={}",
+        other_account["id"].as_str().unwrap_or_default()
+    );
     app.create("leads", &token, json!({"last_name": "Khan"}))
         .await;
     let kept = [
+        other_stats.as_str(),
+        "/api/v2/accounts",
         "/api/v2/opportunities?stage=closed_won",
         "/api/v2/opportunities/count",
         "/api/v2/opportunities/count?stage=proposal",
@@ -363,6 +377,7 @@ async fn an_amount_update_keeps_every_list_without_the_record_and_every_count() 
         "/api/v2/leads/count",
     ];
     let rebuilt = [
+        its_stats.as_str(),
         "/api/v2/opportunities",
         "/api/v2/opportunities?stage=proposal",
         "/api/v2/opportunities/stats",
