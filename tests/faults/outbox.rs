@@ -85,6 +85,75 @@ async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_wit
     until_outbox_empty(reader, Duration::from_secs(1)).await;
 }
 
+/// The relay delivers exactly the tags a write changed: an update of one lead's status, whose
+/// writer died between COMMIT and telling Redis, still rebuilds the old and new status's counts
+/// on the other instance within a second, and leaves the unfiltered count (which it cannot
+/// change) cached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_update_whose_writer_died_is_relayed_with_its_tags() {
+    let redis = RedisServer::start().await;
+    let apps = spawn_replicas_on(1, &redis.url(), |_| {}).await;
+    let reader = &apps[0];
+    let token = reader.token(Uuid::new_v4());
+    let lead = reader
+        .create(
+            "leads",
+            &token,
+            json!({"last_name": "Khan", "status": "new"}),
+        )
+        .await;
+    let counts = [
+        "/api/v2/leads/count?status=new",
+        "/api/v2/leads/count?status=contacted",
+        "/api/v2/leads/count",
+    ];
+    for path in counts {
+        reader.get_cached(path, &token).await;
+        assert_eq!(reader.get_cached(path, &token).await.0, "HIT", "{path}");
+    }
+
+    let env = [
+        ("DATABASE_URL", reader.config.database_url.clone()),
+        ("REDIS_URL", redis.url()),
+        ("CACHE_KEY_PREFIX", reader.config.cache_key_prefix.clone()),
+        ("JWT_SECRET", reader.secret.clone()),
+        ("FAILPOINTS", "cache::after_commit=return".to_owned()),
+    ];
+    let mut writer = tokio::task::spawn_blocking(move || {
+        let mut server = Server::spawn(&env, Duration::from_secs(10));
+        server.wait_for("[Cache] Redis connected", 0);
+        server
+    })
+    .await
+    .expect("starting the writer");
+    let id = lead["id"].as_str().unwrap_or_default();
+    let sent = reader
+        .client
+        .patch(format!("{}/api/v2/leads/{id}", writer.address))
+        .bearer_auth(&token)
+        .json(&json!({"status": "contacted"}))
+        .send()
+        .await;
+    assert!(sent.is_err(), "the writer answered instead of dying");
+    let status = writer.child.wait().expect("reaping the writer");
+    assert!(!status.success(), "the writer aborted: {status}");
+
+    let deadline = Instant::now() + Duration::from_secs(1);
+    loop {
+        let (_, _, moved) = reader.get_cached(counts[1], &token).await;
+        if moved["count"] == 1 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the relayed update never showed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let (_, _, left) = reader.get_cached(counts[0], &token).await;
+    assert_eq!(left["count"], 0, "the old status's count is rebuilt too");
+    let (served, _, all) = reader.get_cached(counts[2], &token).await;
+    assert_eq!((served.as_str(), all["count"].clone()), ("HIT", json!(1)));
+    until_outbox_empty(reader, Duration::from_secs(1)).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_publish_cut_on_its_way_to_redis_still_reaches_every_instance() {
     let redis = RedisServer::start().await;
