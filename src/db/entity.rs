@@ -236,6 +236,21 @@ macro_rules! impl_entity {
                 .select($record::as_select())
         }
 
+        /// The record as it is before a write, locked until the write's transaction ends.
+        async fn locked(
+            conn: &mut diesel_async::AsyncPgConnection,
+            tenant: $crate::domain::TenantId,
+            id: uuid::Uuid,
+        ) -> diesel::QueryResult<$record> {
+            // The primary key is (tenant_id, id).
+            $table::table
+                .find((tenant.0, id))
+                .select($record::as_select())
+                .for_update()
+                .first(conn)
+                .await
+        }
+
         /// The tenant's records as an [`Entity`](crate::db::Entity).
         pub struct $entity;
 
@@ -301,13 +316,7 @@ macro_rules! impl_entity {
                 changes: $changes,
             ) -> $crate::db::Result<$crate::db::Written<$record>> {
                 $crate::db::entity::check_reference(conn, tenant, &changes).await?;
-                // The primary key is (tenant_id, id).
-                let before = $table::table
-                    .find((tenant.0, id))
-                    .select($record::as_select())
-                    .for_update()
-                    .first(conn)
-                    .await?;
+                let before = locked(conn, tenant, id).await?;
                 let after = diesel::update($table::table.find((tenant.0, id)))
                     .set($changeset::new(changes))
                     .returning($record::as_returning())
@@ -323,12 +332,7 @@ macro_rules! impl_entity {
                 id: uuid::Uuid,
             ) -> $crate::db::Result<$crate::db::Written<()>> {
                 // Locked first: a record referring to it cannot be added until this commits.
-                let before = $table::table
-                    .find((tenant.0, id))
-                    .select($record::as_select())
-                    .for_update()
-                    .first(conn)
-                    .await?;
+                let before = locked(conn, tenant, id).await?;
                 let mut tags = $crate::db::entity::changed::<Self>(Some(&before), None)?;
                 for cascade in <Self as $crate::db::Entity>::SPEC.cascades {
                     tags.extend($crate::db::entity::set_null(conn, tenant, cascade, id).await?);

@@ -36,6 +36,25 @@ async fn until_outbox_empty(app: &TestApp, limit: Duration) {
     }
 }
 
+/// Another instance like `reader`, on `redis`, that aborts after the COMMIT of any write and
+/// before telling Redis.
+async fn writer_dying_after_commit(reader: &TestApp, redis: &RedisServer) -> Server {
+    let env = [
+        ("DATABASE_URL", reader.config.database_url.clone()),
+        ("REDIS_URL", redis.url()),
+        ("CACHE_KEY_PREFIX", reader.config.cache_key_prefix.clone()),
+        ("JWT_SECRET", reader.secret.clone()),
+        ("FAILPOINTS", "cache::after_commit=return".to_owned()),
+    ];
+    tokio::task::spawn_blocking(move || {
+        let mut server = Server::spawn(&env, Duration::from_secs(10));
+        server.wait_for("[Cache] Redis connected", 0);
+        server
+    })
+    .await
+    .expect("starting the writer")
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_within_1_s() {
     let redis = RedisServer::start().await;
@@ -45,20 +64,7 @@ async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_wit
     reader.leads_count(&token).await;
     assert_eq!(reader.leads_count(&token).await.1, "HIT L1");
 
-    let env = [
-        ("DATABASE_URL", reader.config.database_url.clone()),
-        ("REDIS_URL", redis.url()),
-        ("CACHE_KEY_PREFIX", reader.config.cache_key_prefix.clone()),
-        ("JWT_SECRET", reader.secret.clone()),
-        ("FAILPOINTS", "cache::after_commit=return".to_owned()),
-    ];
-    let mut writer = tokio::task::spawn_blocking(move || {
-        let mut server = Server::spawn(&env, Duration::from_secs(10));
-        server.wait_for("[Cache] Redis connected", 0);
-        server
-    })
-    .await
-    .expect("starting the writer");
+    let mut writer = writer_dying_after_commit(reader, &redis).await;
     let sent = reader
         .client
         .post(format!("{}/api/v2/leads", writer.address))
@@ -112,20 +118,7 @@ async fn an_update_whose_writer_died_is_relayed_with_its_tags() {
         assert_eq!(reader.get_cached(path, &token).await.0, "HIT", "{path}");
     }
 
-    let env = [
-        ("DATABASE_URL", reader.config.database_url.clone()),
-        ("REDIS_URL", redis.url()),
-        ("CACHE_KEY_PREFIX", reader.config.cache_key_prefix.clone()),
-        ("JWT_SECRET", reader.secret.clone()),
-        ("FAILPOINTS", "cache::after_commit=return".to_owned()),
-    ];
-    let mut writer = tokio::task::spawn_blocking(move || {
-        let mut server = Server::spawn(&env, Duration::from_secs(10));
-        server.wait_for("[Cache] Redis connected", 0);
-        server
-    })
-    .await
-    .expect("starting the writer");
+    let mut writer = writer_dying_after_commit(reader, &redis).await;
     let id = lead["id"].as_str().unwrap_or_default();
     let sent = reader
         .client
