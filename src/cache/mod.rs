@@ -166,6 +166,9 @@ enum Found {
 
 static JSON: HeaderValue = HeaderValue::from_static("application/json");
 
+/// Reads of a tenant's versions one lookup makes before it gives up on them.
+const FETCH_ATTEMPTS: usize = 3;
+
 /// The cache of one instance. Cheap to share (`Arc`); every method takes `&self`.
 pub struct Cache {
     enabled: bool,
@@ -407,24 +410,29 @@ impl Cache {
     /// What a read of `tenant` starts from: its versions as known here, read from Redis first
     /// when not known.
     async fn stamp_of(&self, tenant: TenantId) -> Stamp {
-        let (known, fence) = self.versions.get(tenant);
-        if let Some(known) = known {
-            return known;
+        // A read of Redis that something overtook (a write's message, of any tenant unknown
+        // here) is made again: a bus busy with writes must not turn every first read into a miss.
+        for _ in 0..FETCH_ATTEMPTS {
+            let (known, fence) = self.versions.get(tenant);
+            if let Some(known) = known {
+                return known;
+            }
+            let fetched = match &self.redis {
+                Some(redis) if redis.is_up() => match redis.versions(tenant).await {
+                    Ok(fetched) => fetched,
+                    Err(_) => break,
+                },
+                _ => Fetched::fresh(),
+            };
+            if let Some(stamp) = self.versions.store_fetched(tenant, fetched, fence) {
+                return stamp;
+            }
         }
-        let fetched = match &self.redis {
-            Some(redis) if redis.is_up() => match redis.versions(tenant).await {
-                Ok(fetched) => fetched,
-                // A namespace of this request only, not remembered: the next one asks again.
-                Err(_) => {
-                    return Stamp {
-                        epoch: rand::random(),
-                        seq: 0,
-                    }
-                }
-            },
-            _ => Fetched::fresh(),
-        };
-        self.versions.store_fetched(tenant, fetched, fence)
+        // A namespace of this request only, not remembered: the next one asks again.
+        Stamp {
+            epoch: rand::random(),
+            seq: 0,
+        }
     }
 
     /// The key of an answer and the stamp its read starts from, read before the loader runs.

@@ -138,21 +138,62 @@ const MAX_CHANGES: usize = 1 << 20;
 /// versions, and the tenant is forgotten, to be read again. Forgetting is always safe: a
 /// forgotten tenant is read again from Redis (which keeps the same changes), or, without Redis,
 /// starts a fresh epoch that no entry was stored under. Every change that may make a read
-/// already under way outdated moves the fence, which keeps that read from being stored.
+/// already under way outdated moves the fence, which keeps that read from being stored: the
+/// whole map's fence when everything is forgotten, else the fence of the tenant's stripe, so that
+/// writes of other tenants do not keep a tenant's first read from being stored.
 #[derive(Default)]
 pub struct Versions {
     state: Mutex<State>,
 }
 
-#[derive(Default)]
+/// Where a read of Redis began, to tell whether anything overtook it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fence {
+    all: u64,
+    stripe: u64,
+}
+
+/// Tenants share fence stripes by their id's low bits: a change of one moves the fence of a
+/// few hundredths of a percent of the others.
+const STRIPES: usize = 4096;
+
 struct State {
     fence: u64,
+    stripes: Box<[u64]>,
     revision: u64,
     changes: usize,
     tenants: HashMap<Uuid, TenantVersions>,
 }
 
+impl Default for State {
+    fn default() -> Self {
+        State {
+            fence: 0,
+            stripes: vec![0; STRIPES].into_boxed_slice(),
+            revision: 0,
+            changes: 0,
+            tenants: HashMap::new(),
+        }
+    }
+}
+
 impl State {
+    fn stripe(tenant: TenantId) -> usize {
+        (tenant.0.as_u128() % STRIPES as u128) as usize
+    }
+
+    fn fence_of(&self, tenant: TenantId) -> Fence {
+        Fence {
+            all: self.fence,
+            stripe: self.stripes[Self::stripe(tenant)],
+        }
+    }
+
+    /// Keeps reads of `tenant` already under way from being stored.
+    fn move_fence(&mut self, tenant: TenantId) {
+        self.stripes[Self::stripe(tenant)] += 1;
+    }
+
     fn next_revision(&mut self) -> u64 {
         self.revision += 1;
         self.revision
@@ -162,7 +203,7 @@ impl State {
         if let Some(gone) = self.tenants.remove(&tenant.0) {
             self.changes -= gone.changed.len();
         }
-        self.fence += 1;
+        self.move_fence(tenant);
     }
 
     /// Keeps the map bounded before `tenant` is added or grows.
@@ -213,28 +254,24 @@ impl Versions {
     }
 
     /// The stamp of `tenant` if known, and the fence to pass to [`Self::store_fetched`].
-    pub fn get(&self, tenant: TenantId) -> (Option<Stamp>, u64) {
+    pub fn get(&self, tenant: TenantId) -> (Option<Stamp>, Fence) {
         let state = self.lock();
         let stamp = state.tenants.get(&tenant.0).map(|versions| Stamp {
             epoch: versions.epoch,
             seq: versions.seq,
         });
-        (stamp, state.fence)
+        (stamp, state.fence_of(tenant))
     }
 
-    /// Stores versions read from Redis, unless something changed since the read began; the stamp
-    /// a read uses (of a namespace of its own when they were not stored, so that it finds and
-    /// leaves nothing another read sees).
-    pub fn store_fetched(&self, tenant: TenantId, fetched: Fetched, fence: u64) -> Stamp {
+    /// Stores versions read from Redis and answers the stamp a read starts from; `None` when
+    /// something changed since the read began (the read is to be made again).
+    pub fn store_fetched(&self, tenant: TenantId, fetched: Fetched, fence: Fence) -> Option<Stamp> {
         let mut state = self.lock();
-        if state.fence != fence {
-            return Stamp {
-                epoch: rand::random(),
-                seq: 0,
-            };
+        if state.fence_of(tenant) != fence {
+            return None;
         }
         match state.tenants.get(&tenant.0).map(|known| known.epoch) {
-            None => state.insert(tenant, fetched),
+            None => Some(state.insert(tenant, fetched)),
             // Two reads raced; within one epoch the larger numbers are the newer ones.
             Some(epoch) if epoch == fetched.epoch => {
                 state.update(tenant, |known| {
@@ -242,15 +279,15 @@ impl Versions {
                     known.floor = known.floor.max(fetched.floor);
                     known.record(&fetched.changed);
                 });
-                self_stamp(&state, tenant)
+                state.tenants.get(&tenant.0).map(|versions| Stamp {
+                    epoch: versions.epoch,
+                    seq: versions.seq,
+                })
             }
             // Two reads disagree on the epoch: which is newer cannot be told; read again.
             Some(_) => {
                 state.forget(tenant);
-                Stamp {
-                    epoch: rand::random(),
-                    seq: 0,
-                }
+                None
             }
         }
     }
@@ -309,14 +346,14 @@ impl Versions {
     /// write that could not reach Redis.
     pub fn detach(&self, tenant: TenantId) {
         let mut state = self.lock();
-        state.fence += 1;
+        state.move_fence(tenant);
         state.insert(tenant, Fetched::fresh());
     }
 
     /// Numbers a write here (single-instance mode). A tenant not known starts a fresh epoch.
     pub fn bump(&self, tenant: TenantId, tags: &[Tag]) {
         let mut state = self.lock();
-        state.fence += 1;
+        state.move_fence(tenant);
         state.make_room_for(tenant);
         if !state.tenants.contains_key(&tenant.0) {
             state.insert(tenant, Fetched::fresh());
@@ -336,20 +373,6 @@ impl Versions {
         state.changes = 0;
         state.tenants.clear();
     }
-}
-
-fn self_stamp(state: &State, tenant: TenantId) -> Stamp {
-    state
-        .tenants
-        .get(&tenant.0)
-        .map(|versions| Stamp {
-            epoch: versions.epoch,
-            seq: versions.seq,
-        })
-        .unwrap_or(Stamp {
-            epoch: rand::random(),
-            seq: 0,
-        })
 }
 
 #[cfg(test)]
@@ -433,13 +456,28 @@ mod tests {
             },
             fence,
         );
-        assert_eq!(stamp.seq, 6, "an older read never lowers the number");
+        assert_eq!(
+            stamp.map(|stamp| stamp.seq),
+            Some(6),
+            "an older read never lowers the number"
+        );
         assert!(!current(&versions, t, 1, vec![(tag(1), 5)]));
 
         let other = tenant();
         let (_, fence) = versions.get(other);
         versions.apply(other, 1, 2, 0, &[tag(1)]);
-        versions.store_fetched(other, Fetched::fresh(), fence);
+        assert_eq!(versions.store_fetched(other, Fetched::fresh(), fence), None);
+        let (_, fence) = versions.get(other);
+        versions.apply(tenant(), 1, 2, 0, &[tag(1)]);
+        assert!(
+            versions
+                .store_fetched(other, Fetched::fresh(), fence)
+                .is_some(),
+            "a change of another tenant does not keep a read from being stored"
+        );
+        let (_, fence) = versions.get(t);
+        versions.clear();
+        assert_eq!(versions.store_fetched(t, Fetched::fresh(), fence), None);
         assert_eq!(
             versions.get(other).0,
             None,

@@ -12,7 +12,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use crate::helpers::{spawn_replicas, start, TestApp};
+use crate::helpers::{minimal, spawn_replicas, start, TestApp};
 
 const STAGES: &[&str] = &["prospecting", "proposal", "closed_won"];
 const INDUSTRIES: &[&str] = &["tech", "retail"];
@@ -436,4 +436,53 @@ async fn a_stage_change_rebuilds_the_old_and_new_stage_but_not_a_third() {
     let outcomes: Vec<String> =
         futures_util::future::join_all(paths.iter().map(|path| served(app, path, &token))).await;
     assert_eq!(outcomes, ["MISS", "MISS", "HIT", "HIT"], "{paths:?}");
+}
+
+/// A replica's first read of a tenant fetches its versions from Redis. Writes of other tenants
+/// arriving on the bus meanwhile change nothing of that tenant, so they must not make the fetch
+/// count for nothing: the entry another replica stored is an L2 hit, however busy the bus.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bus_busy_with_other_tenants_leaves_a_first_read_an_l2_hit() {
+    let apps = spawn_replicas(2, |config| config.workers = 2).await;
+    let (writer, reader) = (&apps[0], &apps[1]);
+    let tenants: Vec<Uuid> = (0..30).map(|_| Uuid::new_v4()).collect();
+    for tenant in &tenants {
+        let token = writer.token(*tenant);
+        writer.create("leads", &token, minimal("leads")).await;
+        writer.get_cached("/api/v2/leads/count", &token).await;
+    }
+    let flooding = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let floods: Vec<_> = (0..4)
+        .map(|_| {
+            let (client, address) = (writer.client.clone(), writer.address.clone());
+            let token = writer.token(Uuid::new_v4());
+            let flooding = flooding.clone();
+            tokio::spawn(async move {
+                // Each write's tenant is new to the reader: its message reaches it as one of a
+                // tenant it does not know.
+                while flooding.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = client
+                        .post(format!("{address}/api/v2/leads"))
+                        .bearer_auth(&token)
+                        .json(&minimal("leads"))
+                        .send()
+                        .await;
+                }
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut served = Vec::new();
+    for tenant in &tenants {
+        let (cache, tier, _) = reader
+            .get_cached("/api/v2/leads/count", &reader.token(*tenant))
+            .await;
+        served.push(format!("{cache} {tier}"));
+    }
+    flooding.store(false, std::sync::atomic::Ordering::Relaxed);
+    for flood in floods {
+        let _ = flood.await;
+    }
+    let hits = served.iter().filter(|served| *served == "HIT L2").count();
+    assert_eq!(hits, tenants.len(), "{served:?}");
 }
