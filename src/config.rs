@@ -49,6 +49,11 @@ pub struct Config {
     #[arg(long, env = "REDIS_CLUSTER_NODES", global = true)]
     pub redis_cluster_nodes: Option<String>,
 
+    /// A PEM file of the CA that signs the certificate of a `rediss://` server (or cluster
+    /// nodes), instead of the system's roots.
+    #[arg(long, env = "REDIS_CA_FILE", global = true)]
+    pub redis_ca_file: Option<std::path::PathBuf>,
+
     /// Listen address of the HTTP API.
     #[arg(long, env = "BIND", global = true, default_value = "127.0.0.1:8080")]
     pub bind: String,

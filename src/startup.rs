@@ -47,6 +47,7 @@ pub fn cache_settings(config: &Config) -> cache::Settings {
         ttl_overrides: config.cache_ttl_overrides.clone(),
         fail_safe: Duration::from_secs(config.cache_fail_safe_secs),
         degraded_l1_ttl: Duration::from_secs(config.cache_degraded_l1_ttl_secs),
+        redis_ca_file: config.redis_ca_file.clone(),
     }
 }
 

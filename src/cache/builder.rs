@@ -2,6 +2,7 @@
 //! configuration (the application translates its configuration into these).
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -43,6 +44,26 @@ pub struct Settings {
     pub fail_safe: Duration,
     /// How long L1 keeps an entry while Redis is down (no invalidations can arrive then).
     pub degraded_l1_ttl: Duration,
+    /// A PEM file of the CA that signs a `rediss://` server's certificate, instead of the
+    /// system's roots.
+    pub redis_ca_file: Option<PathBuf>,
+}
+
+impl Settings {
+    /// The CA of `redis_ca_file`, read now.
+    pub(super) fn redis_ca(&self) -> Result<Option<Vec<u8>>, CacheError> {
+        self.redis_ca_file
+            .as_ref()
+            .map(|path| {
+                std::fs::read(path).map_err(|error| {
+                    CacheError::Settings(format!(
+                        "REDIS_CA_FILE {} cannot be read: {error}",
+                        path.display()
+                    ))
+                })
+            })
+            .transpose()
+    }
 }
 
 /// Answers larger than this are served but not cached.
@@ -70,11 +91,13 @@ impl CacheBuilder {
 
     pub fn build(self) -> Result<Cache, CacheError> {
         let settings = self.settings;
+        let ca = settings.redis_ca()?;
         let redis = match settings.redis {
             Some(target) => Some(Redis::new(
                 target,
                 &settings.key_prefix,
                 settings.redis_timeout,
+                ca.as_deref(),
             )?),
             None => None,
         };

@@ -23,6 +23,7 @@ pub async fn flush(settings: &Settings) -> Result<u64, CacheError> {
         target,
         &settings.key_prefix,
         std::time::Duration::from_secs(5),
+        settings.redis_ca()?.as_deref(),
     )?;
     let mut removed = 0;
     for node in data_nodes(&redis).await? {
@@ -57,7 +58,7 @@ async fn data_nodes(redis: &Redis) -> Result<Vec<redis::Client>, CacheError> {
         };
         if flags.split(',').any(|flag| flag == "master") && !flags.contains("fail") {
             let address = address.split('@').next().unwrap_or(address);
-            masters.push(redis::Client::open(format!("redis://{address}"))?);
+            masters.push(redis.client_of(&format!("{}://{address}", redis.scheme()))?);
         }
     }
     Ok(masters)

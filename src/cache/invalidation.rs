@@ -316,6 +316,7 @@ mod tests {
             ttl_overrides: Default::default(),
             fail_safe: Duration::ZERO,
             degraded_l1_ttl: Duration::from_secs(1),
+            redis_ca_file: None,
         })
         .build()
         .unwrap();

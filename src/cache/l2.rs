@@ -165,6 +165,24 @@ pub struct Numbered {
     pub floor: u64,
 }
 
+/// The CA a `rediss://` server's certificate must chain to, instead of the system's roots.
+fn certificates(ca: &[u8]) -> redis::TlsCertificates {
+    redis::TlsCertificates {
+        client_tls: None,
+        root_cert: Some(ca.to_vec()),
+    }
+}
+
+/// A client of `url`; a `rediss://` one checks the server against `ca` when given.
+fn client(url: &str, ca: Option<&[u8]>) -> RedisResult<redis::Client> {
+    match ca {
+        Some(ca) if url.starts_with("rediss://") => {
+            redis::Client::build_with_tls(url, certificates(ca))
+        }
+        _ => redis::Client::open(url),
+    }
+}
+
 /// Tells the [`Redis`] instances of one process apart (tests run several).
 static NEXT_ID: AtomicU64 = AtomicU64::new(0);
 
@@ -198,6 +216,8 @@ pub struct Redis {
     up: AtomicBool,
     prefix: String,
     timeout: Duration,
+    /// The CA `rediss://` servers are checked against, when not the system's roots.
+    ca: Option<Vec<u8>>,
 }
 
 fn timed_out() -> RedisError {
@@ -208,14 +228,23 @@ fn timed_out() -> RedisError {
 }
 
 impl Redis {
-    pub fn new(target: Target, prefix: &str, timeout: Duration) -> RedisResult<Self> {
+    pub fn new(
+        target: Target,
+        prefix: &str,
+        timeout: Duration,
+        ca: Option<&[u8]>,
+    ) -> RedisResult<Self> {
+        // redis-rs builds rustls without a crypto provider; the process's default is ring. A
+        // second call finds it installed, which is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let urls = match &target {
             Target::Single(url) => vec![url.clone()],
             Target::Cluster(urls) => urls.clone(),
         };
+        let ca = ca.map(<[u8]>::to_vec);
         let nodes = urls
             .iter()
-            .map(|url| redis::Client::open(url.as_str()))
+            .map(|url| client(url, ca.as_deref()))
             .collect::<RedisResult<Vec<_>>>()?;
         if nodes.is_empty() {
             return Err(RedisError::from(std::io::Error::other(
@@ -232,7 +261,26 @@ impl Redis {
             up: AtomicBool::new(false),
             prefix: prefix.to_owned(),
             timeout,
+            ca,
         })
+    }
+
+    /// A client of another node of this Redis (a cluster's masters), with the same TLS settings.
+    pub fn client_of(&self, url: &str) -> RedisResult<redis::Client> {
+        client(url, self.ca.as_deref())
+    }
+
+    /// `rediss` when the configured nodes speak TLS, else `redis`.
+    pub fn scheme(&self) -> &'static str {
+        let tls = match &self.target {
+            Target::Single(url) => url.starts_with("rediss://"),
+            Target::Cluster(urls) => urls.iter().any(|url| url.starts_with("rediss://")),
+        };
+        if tls {
+            "rediss"
+        } else {
+            "redis"
+        }
     }
 
     pub fn is_cluster(&self) -> bool {
@@ -327,11 +375,14 @@ impl Redis {
                 Ok(Shared::Single(connection))
             }
             Target::Cluster(urls) => {
-                let client = ClusterClient::builder(urls.clone())
+                let mut builder = ClusterClient::builder(urls.clone())
                     .connection_timeout(self.timeout)
                     .response_timeout(self.timeout)
-                    .retries(1)
-                    .build()?;
+                    .retries(1);
+                if let Some(ca) = &self.ca {
+                    builder = builder.certs(certificates(ca));
+                }
+                let client = builder.build()?;
                 Ok(Shared::Cluster(client.get_async_connection().await?))
             }
         }

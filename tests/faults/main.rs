@@ -14,4 +14,5 @@ mod fairness;
 mod outbox;
 mod redis_acl;
 mod redis_forgets;
+mod redis_tls;
 mod reliability;

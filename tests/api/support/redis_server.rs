@@ -38,6 +38,8 @@ pub struct RedisServer {
     child: Option<Child>,
     /// Where `SAVE` writes and a restart loads the snapshot; `None`: nothing is ever loaded.
     snapshots: Option<std::path::PathBuf>,
+    /// More `redis-server` arguments (a TLS port and its certificates).
+    extra: Vec<String>,
 }
 
 impl RedisServer {
@@ -46,6 +48,19 @@ impl RedisServer {
             port: free_port(),
             child: None,
             snapshots: None,
+            extra: Vec::new(),
+        };
+        server.restart().await;
+        server
+    }
+
+    /// A server with more arguments, e.g. `--tls-port`; its plain port still answers the tests.
+    pub async fn start_with(extra: Vec<String>) -> Self {
+        let mut server = RedisServer {
+            port: free_port(),
+            child: None,
+            snapshots: None,
+            extra,
         };
         server.restart().await;
         server
@@ -61,6 +76,7 @@ impl RedisServer {
             port: free_port(),
             child: None,
             snapshots: Some(snapshots),
+            extra: Vec::new(),
         };
         server.restart().await;
         server
@@ -96,6 +112,7 @@ impl RedisServer {
             .arg("--dir")
             .arg(dir)
             .args(["--dbfilename", &snapshot])
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::null())
