@@ -141,12 +141,13 @@ impl Composition {
         }
     }
 
-    /// What the answer depends on, read as of `stamp` for a lookup of `module`.
-    fn dependencies(&mut self, module: Module, stamp: Stamp) -> Dependencies {
-        let mut pairs = std::mem::take(&mut self.parts);
+    /// The body, what it depends on (read as of `stamp` for a lookup of `module`) and until
+    /// when it is fresh.
+    fn into_parts(self, module: Module, stamp: Stamp) -> (Bytes, Dependencies, u64) {
+        let mut pairs = self.parts;
         pairs.push((Tag::module(module), stamp.seq));
         pairs.extend(self.tags.iter().map(|&tag| (tag, stamp.seq)));
-        Dependencies::new(pairs)
+        (self.body, Dependencies::new(pairs), self.fresh_until_ms)
     }
 }
 
@@ -266,17 +267,13 @@ impl Cache {
                 self.count(lookup, Outcome::Stale, Tier::None);
                 Ok(Answer::uncached(composed.body, Source::Stale))
             }
-            Ok(mut composed) => {
+            Ok(composed) => {
                 self.count(lookup, outcome, Tier::None);
                 if lookup.read == Read::Cached {
                     log_miss(lookup);
                 }
-                let dependencies = composed.dependencies(lookup.module, stamp);
-                let Composition {
-                    body,
-                    fresh_until_ms,
-                    ..
-                } = composed;
+                let (body, dependencies, fresh_until_ms) =
+                    composed.into_parts(lookup.module, stamp);
                 let stored = self
                     .store(lookup, &key, body.clone(), dependencies, fresh_until_ms)
                     .await;
@@ -429,10 +426,7 @@ impl Cache {
             }
         }
         // A namespace of this request only, not remembered: the next one asks again.
-        Stamp {
-            epoch: rand::random(),
-            seq: 0,
-        }
+        Stamp::detached()
     }
 
     /// The key of an answer and the stamp its read starts from, read before the loader runs.
@@ -451,7 +445,7 @@ impl Cache {
     /// Whether an entry found under a key of `stamp`'s epoch is still current.
     fn is_current(&self, tenant: TenantId, stamp: Stamp, entry: &Entry) -> bool {
         self.versions
-            .is_current(tenant, stamp.epoch, &entry.dependencies, &entry.checked)
+            .is_current(tenant, stamp, &entry.dependencies, &entry.checked)
     }
 
     fn degraded(&self) -> bool {

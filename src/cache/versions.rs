@@ -17,12 +17,24 @@ use uuid::Uuid;
 use crate::domain::tags::Tag;
 use crate::domain::TenantId;
 
-/// What a read needs of its tenant's versions: the namespace its key lives in and the number its
-/// answer is built as of.
+/// What a read needs of its tenant's versions: the namespace its key lives in, the number its
+/// answer is built as of, and the revision of the versions it read them from (0: none kept here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stamp {
     pub epoch: u64,
     pub seq: u64,
+    pub revision: u64,
+}
+
+impl Stamp {
+    /// A namespace of one read only, which no entry was stored under.
+    pub fn detached() -> Self {
+        Stamp {
+            epoch: rand::random(),
+            seq: 0,
+            revision: 0,
+        }
+    }
 }
 
 /// A tenant's versions as Redis holds them.
@@ -97,10 +109,23 @@ impl TenantVersions {
         versions
     }
 
+    fn stamp(&self) -> Stamp {
+        Stamp {
+            epoch: self.epoch,
+            seq: self.seq,
+            revision: self.revision,
+        }
+    }
+
+    /// Records that write `seq` changed `tag` (a later write's number is never lowered).
+    fn record_one(&mut self, tag: Tag, seq: u64) {
+        let known = self.changed.entry(tag).or_insert(0);
+        *known = (*known).max(seq);
+    }
+
     fn record(&mut self, changes: &[(Tag, u64)]) {
         for &(tag, seq) in changes {
-            let known = self.changed.entry(tag).or_insert(0);
-            *known = (*known).max(seq);
+            self.record_one(tag, seq);
         }
     }
 
@@ -233,10 +258,7 @@ impl State {
         let revision = self.next_revision();
         let mut versions = TenantVersions::from_fetched(fetched, revision);
         versions.trim();
-        let stamp = Stamp {
-            epoch: versions.epoch,
-            seq: versions.seq,
-        };
+        let stamp = versions.stamp();
         self.changes += versions.changed.len();
         if let Some(replaced) = self.tenants.insert(tenant.0, versions) {
             self.changes -= replaced.changed.len();
@@ -256,10 +278,7 @@ impl Versions {
     /// The stamp of `tenant` if known, and the fence to pass to [`Self::store_fetched`].
     pub fn get(&self, tenant: TenantId) -> (Option<Stamp>, Fence) {
         let state = self.lock();
-        let stamp = state.tenants.get(&tenant.0).map(|versions| Stamp {
-            epoch: versions.epoch,
-            seq: versions.seq,
-        });
+        let stamp = state.tenants.get(&tenant.0).map(TenantVersions::stamp);
         (stamp, state.fence_of(tenant))
     }
 
@@ -279,10 +298,7 @@ impl Versions {
                     known.floor = known.floor.max(fetched.floor);
                     known.record(&fetched.changed);
                 });
-                state.tenants.get(&tenant.0).map(|versions| Stamp {
-                    epoch: versions.epoch,
-                    seq: versions.seq,
-                })
+                state.tenants.get(&tenant.0).map(TenantVersions::stamp)
             }
             // Two reads disagree on the epoch: which is newer cannot be told; read again.
             Some(_) => {
@@ -292,21 +308,26 @@ impl Versions {
         }
     }
 
-    /// Whether an answer of `tenant` keyed in `epoch` and depending on `dependencies` is still
-    /// current. `checked` is the answer's own memo of the revision it was last found current at,
-    /// so that a hit costs one comparison until the tenant's versions move.
+    /// Whether an answer of `tenant` keyed in `stamp`'s epoch and depending on `dependencies` is
+    /// still current for a read that began at `stamp`. `checked` is the answer's own memo of the
+    /// revision it was last found current at: found current at the very versions the read
+    /// began from, it is current for that read without another look (nor the lock), so that a
+    /// hit costs one comparison until the tenant's versions move.
     pub fn is_current(
         &self,
         tenant: TenantId,
-        epoch: u64,
+        stamp: Stamp,
         dependencies: &Dependencies,
         checked: &AtomicU64,
     ) -> bool {
+        if stamp.revision != 0 && checked.load(Ordering::Relaxed) == stamp.revision {
+            return true;
+        }
         let state = self.lock();
         let Some(versions) = state
             .tenants
             .get(&tenant.0)
-            .filter(|versions| versions.epoch == epoch)
+            .filter(|versions| versions.epoch == stamp.epoch)
         else {
             return false;
         };
@@ -333,8 +354,7 @@ impl Versions {
                     versions.seq = versions.seq.max(seq);
                     versions.floor = versions.floor.max(floor);
                     for &tag in tags {
-                        let known = versions.changed.entry(tag).or_insert(0);
-                        *known = (*known).max(seq);
+                        versions.record_one(tag, seq);
                     }
                 });
             }
@@ -360,8 +380,9 @@ impl Versions {
         }
         state.update(tenant, |versions| {
             versions.seq += 1;
+            let seq = versions.seq;
             for &tag in tags {
-                versions.changed.insert(tag, versions.seq);
+                versions.record_one(tag, seq);
             }
         });
     }
@@ -402,7 +423,12 @@ mod tests {
     }
 
     fn current(versions: &Versions, t: TenantId, epoch: u64, pairs: Vec<(Tag, u64)>) -> bool {
-        versions.is_current(t, epoch, &Dependencies::new(pairs), &AtomicU64::new(0))
+        let stamp = Stamp {
+            epoch,
+            seq: 0,
+            revision: 0,
+        };
+        versions.is_current(t, stamp, &Dependencies::new(pairs), &AtomicU64::new(0))
     }
 
     #[test]
@@ -433,9 +459,19 @@ mod tests {
         known(&versions, t, 1, 10);
         let dependencies = Dependencies::new(vec![(tag(1), 10)]);
         let memo = AtomicU64::new(0);
-        assert!(versions.is_current(t, 1, &dependencies, &memo));
+        let before = versions.get(t).0.unwrap();
+        assert!(versions.is_current(t, before, &dependencies, &memo));
+        assert!(
+            versions.is_current(t, before, &dependencies, &memo),
+            "found current at the versions the read began from"
+        );
         versions.apply(t, 1, 11, 0, &[tag(1)]);
-        assert!(!versions.is_current(t, 1, &dependencies, &memo));
+        let after = versions.get(t).0.unwrap();
+        assert!(!versions.is_current(t, after, &dependencies, &memo));
+        assert!(
+            !versions.is_current(t, Stamp::detached(), &dependencies, &AtomicU64::new(0)),
+            "no memo matches a read that kept no versions"
+        );
     }
 
     #[test]

@@ -329,9 +329,7 @@ async fn every_cached_answer_equals_a_fresh_one_after_every_random_write() {
 
 /// GETs `path`; its `X-Cache`.
 async fn served(app: &TestApp, path: &str, token: &str) -> String {
-    let response = app.get(path, token).await;
-    assert_eq!(response.status().as_u16(), 200, "GET {path}");
-    crate::helpers::header(&response, "x-cache")
+    app.get_cached(path, token).await.0
 }
 
 #[tokio::test]
