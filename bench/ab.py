@@ -84,7 +84,7 @@ def main():
     old_bin, new_bin, out = sys.argv[1], sys.argv[2], sys.argv[3]
     rounds, seconds = env_int("AB_ROUNDS", 6), env_int("AB_SECONDS", 5)
     writes, runs = env_int("AB_WRITES", 200), env_int("AB_INVALIDATION_RUNS", 3)
-    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aishacrm_ab")
+    database_url = os.environ.get("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aishacrm_ab?sslmode=disable")
     redis_url = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
     run_id = os.getpid()
     prefixes = {"old": f"aishacrm-ab-old-{run_id}", "new": f"aishacrm-ab-new-{run_id}"}

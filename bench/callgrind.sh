@@ -17,7 +17,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench?sslmode=disable}
 export JWT_SECRET=${JWT_SECRET:-bench-secret}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export CACHE_KEY_PREFIX="aishacrm-callgrind-$$"

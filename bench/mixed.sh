@@ -12,7 +12,7 @@ rounds=${1:?rounds}
 shift
 [ $# -ge 1 ] || { echo "bench/mixed.sh: name at least one binary" >&2; exit 2; }
 command -v wrk >/dev/null || apt-get install -y wrk || { apt-get update && apt-get install -y wrk; }
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench?sslmode=disable}
 export JWT_SECRET=${JWT_SECRET:-bench-secret} REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export BENCH_RUN_ID=$$ CACHE_KEY_PREFIX="aishacrm-mixed-$$" BENCH_STARTED=$(date +%s)
 last=${!#}

@@ -16,7 +16,7 @@ export BENCH_STARTED=$started
 # the load of the machine before this script adds its own (the build, then the servers and wrk)
 BENCH_LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 export BENCH_LOAD_BEFORE
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench?sslmode=disable}
 export JWT_SECRET=${JWT_SECRET:-bench-secret}
 export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export BENCH_RUN_ID=$$

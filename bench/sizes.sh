@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 requests=${1:?requests per route}
 shift
 [ $# -ge 1 ] || { echo "bench/sizes.sh: name at least one binary" >&2; exit 2; }
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_sizes}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_sizes?sslmode=disable}
 export JWT_SECRET=${JWT_SECRET:-bench-secret} REDIS_URL=none CACHE_ENABLED=false
 export BIND=127.0.0.1:18182 RUST_LOG=warn
 seeder=${!#}

@@ -22,7 +22,7 @@ BIN = os.path.join(ROOT, "target", "release", "aishacrm")
 PORTS = (18350, 18351)
 CONNECTIONS = 16  # per replica
 MINUTES = int(os.environ.get("SOAK_MINUTES", "10"))
-DB = os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aishacrm_bench")
+DB = os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/aishacrm_bench?sslmode=disable")
 os.environ.setdefault("JWT_SECRET", "bench-secret")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/0")
 RUN = os.getpid()

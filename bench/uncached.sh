@@ -8,7 +8,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 requests=${1:-200}
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_bench?sslmode=disable}
 export JWT_SECRET=${JWT_SECRET:-bench-secret} REDIS_URL=none CACHE_ENABLED=false
 export BIND=127.0.0.1:18181 RUST_LOG=warn
 bin=target/release/aishacrm

@@ -11,7 +11,7 @@ rounds=${1:?rounds}
 shift
 [ $# -ge 1 ] || { echo "bench/writes.sh: name at least one binary" >&2; exit 2; }
 command -v wrk >/dev/null || apt-get install -y wrk
-export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_writes}
+export DATABASE_URL=${DATABASE_URL:-postgres://postgres@127.0.0.1:5432/aishacrm_writes?sslmode=disable}
 export JWT_SECRET=${JWT_SECRET:-bench-secret} REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
 export CACHE_KEY_PREFIX="aishacrm-writes-$$" BIND=127.0.0.1:18183 RUST_LOG=warn
 last=${!#}

@@ -149,8 +149,7 @@ pub fn run(cli: Cli) -> Result<(), BoxError> {
 }
 
 async fn aggregates(config: &Config, command: AggregatesCommand) -> Result<(), BoxError> {
-    use diesel_async::{AsyncConnection, AsyncPgConnection};
-    let mut conn = AsyncPgConnection::establish(&config.database_url).await?;
+    let mut conn = db::connect(&config.database_url).await?;
     match command {
         AggregatesCommand::Verify => {
             let drift = db::aggregates::drift(&mut conn).await?;

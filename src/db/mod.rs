@@ -4,6 +4,7 @@
 pub mod accounts;
 pub mod activities;
 pub mod aggregates;
+pub mod connect;
 pub mod contacts;
 pub mod entity;
 mod error;
@@ -21,18 +22,19 @@ use diesel::dsl::sql;
 use diesel::expression::BoxableExpression;
 use diesel::pg::Pg;
 use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
-use diesel::{Connection, ConnectionError};
+use diesel::ConnectionError;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
     AsyncDieselConnectionManager, ManagerConfig, RecyclingMethod,
 };
-use diesel_async::{AsyncConnection, AsyncPgConnection, SimpleAsyncConnection};
+use diesel_async::{AsyncPgConnection, SimpleAsyncConnection};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use serde::Serializer;
 
 use crate::config::Config;
 use crate::domain::cursor::Cursor;
 use crate::domain::tags::Tag;
+pub use connect::{SslMode, Target};
 pub use entity::Entity;
 pub use error::{Error, Result};
 
@@ -45,19 +47,20 @@ pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
 /// The pool every request draws from. Connections carry `statement_timeout`, and both waiting for
 /// a connection and opening one are bounded, so a lost database answers 503 instead of hanging.
+/// They connect as `DATABASE_URL`'s `sslmode` says ([`Target`]).
 pub fn build_pool(config: &Config) -> Result<Pool, BoxError> {
+    let target = std::sync::Arc::new(Target::parse(&config.database_url)?);
     let statement_timeout_ms = config.db_statement_timeout_ms;
     let connect_timeout = config.db_acquire_timeout();
     let mut manager_config = ManagerConfig::default();
     // A broken connection is detected by tokio-postgres itself; no probe query per checkout.
     manager_config.recycling_method = RecyclingMethod::Fast;
-    manager_config.custom_setup = Box::new(move |url| {
-        let url = url.to_owned();
+    manager_config.custom_setup = Box::new(move |_url| {
+        let target = target.clone();
         Box::pin(async move {
-            let mut conn =
-                tokio::time::timeout(connect_timeout, AsyncPgConnection::establish(&url))
-                    .await
-                    .map_err(|_| ConnectionError::BadConnection("connecting timed out".into()))??;
+            let mut conn = tokio::time::timeout(connect_timeout, target.connect())
+                .await
+                .map_err(|_| ConnectionError::BadConnection("connecting timed out".into()))??;
             conn.batch_execute(&format!("SET statement_timeout = {statement_timeout_ms}"))
                 .await
                 .map_err(ConnectionError::CouldntSetupConfiguration)?;
@@ -80,7 +83,12 @@ pub fn build_pool(config: &Config) -> Result<Pool, BoxError> {
 pub type SyncPgConnection = AsyncConnectionWrapper<AsyncPgConnection>;
 
 pub fn connect_sync(database_url: &str) -> diesel::ConnectionResult<SyncPgConnection> {
-    <SyncPgConnection as Connection>::establish(database_url)
+    Target::parse(database_url)?.connect_blocking()
+}
+
+/// One connection outside the pool (the command line's tools).
+pub async fn connect(database_url: &str) -> diesel::ConnectionResult<AsyncPgConnection> {
+    Target::parse(database_url)?.connect().await
 }
 
 /// A pooled connection whose work is bounded in time. A connection whose work timed out is

@@ -12,6 +12,7 @@ mod cache_faults;
 mod cluster;
 mod fairness;
 mod outbox;
+mod postgres_tls;
 mod redis_acl;
 mod redis_forgets;
 mod redis_tls;

@@ -6,32 +6,22 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair};
 use uuid::Uuid;
 
 use crate::helpers::{minimal, ready, spawn_replicas_on, start};
+use crate::support::postgres_server::TestCa;
 use crate::support::redis_server::{free_port, RedisServer};
 
 /// A CA (its PEM written to `dir/<name>-ca.pem`) and, when `server` is given, a certificate it
 /// signs for 127.0.0.1 (`dir/server.pem`, `dir/server.key`). Returns the CA file.
 fn certificates(dir: &Path, name: &str, server: bool) -> PathBuf {
-    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca.distinguished_name
-        .push(DnType::CommonName, format!("aishacrm test CA {name}"));
-    let ca_key = KeyPair::generate().expect("a CA key");
-    let ca_cert = ca.self_signed(&ca_key).expect("the CA certificate");
+    let ca = TestCa::new(name);
     let ca_file = dir.join(format!("{name}-ca.pem"));
-    std::fs::write(&ca_file, ca_cert.pem()).expect("writing the CA");
+    ca.write(&ca_file);
     if server {
-        let params =
-            CertificateParams::new(vec!["127.0.0.1".to_owned()]).expect("server parameters");
-        let key = KeyPair::generate().expect("a server key");
-        let cert = params
-            .signed_by(&key, &ca_cert, &ca_key)
-            .expect("the server certificate");
-        std::fs::write(dir.join("server.pem"), cert.pem()).expect("writing the certificate");
-        std::fs::write(dir.join("server.key"), key.serialize_pem()).expect("writing the key");
+        let (cert, key) = ca.sign(&["127.0.0.1"]);
+        std::fs::write(dir.join("server.pem"), cert).expect("writing the certificate");
+        std::fs::write(dir.join("server.key"), key).expect("writing the key");
     }
     ca_file
 }

@@ -15,8 +15,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -40,7 +39,8 @@ use crate::helpers::{
     RedisPrefix, TestDatabase, MODULES,
 };
 use crate::support::binary::Server;
-use crate::support::redis_server::{free_port, RedisServer};
+use crate::support::postgres_server::PostgresServer;
+use crate::support::redis_server::RedisServer;
 
 // =============================================================================================
 // Bounds.
@@ -1058,150 +1058,6 @@ async fn postgres_connections_killed_under_load() {
 // =============================================================================================
 // 2. A PostgreSQL server of the test's own, restarted under load.
 
-/// The newest PostgreSQL `bin` directory (`PG_BIN` overrides).
-fn postgres_bin() -> PathBuf {
-    if let Ok(bin) = std::env::var("PG_BIN") {
-        return PathBuf::from(bin);
-    }
-    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .expect("PostgreSQL binaries in /usr/lib/postgresql")
-        .filter_map(Result::ok)
-        .filter_map(|entry| {
-            let version = entry.file_name().to_str()?.parse::<u32>().ok()?;
-            let bin = entry.path().join("bin");
-            bin.join("pg_ctl").exists().then_some((version, bin))
-        })
-        .collect();
-    versions.sort();
-    versions.pop().expect("a PostgreSQL bin directory").1
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .map(|output| String::from_utf8_lossy(&output.stdout).trim() == "0")
-        .unwrap_or(false)
-}
-
-/// A PostgreSQL server in a temporary directory on a free port; stopped (immediate) and its
-/// directory removed when dropped.
-struct OwnPostgres {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-    root: bool,
-}
-
-impl OwnPostgres {
-    /// `program` of the PostgreSQL bin directory, run as `postgres` when we are root (the
-    /// server refuses to run as root).
-    fn command(&self, program: &str) -> Command {
-        let path = self.bin.join(program);
-        if self.root {
-            let mut command = Command::new("runuser");
-            command.args(["-u", "postgres", "--"]).arg(path);
-            command
-        } else {
-            Command::new(path)
-        }
-    }
-
-    fn data(&self) -> PathBuf {
-        self.dir.join("data")
-    }
-
-    fn run(&self, mut command: Command, what: &str) -> Result<(), String> {
-        let output = command
-            .stdin(Stdio::null())
-            .output()
-            .map_err(|error| format!("{what}: {error}"))?;
-        if output.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{what} failed ({}): {}{}",
-                output.status,
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ))
-        }
-    }
-
-    /// initdb into a fresh temporary directory (blocking).
-    fn init() -> OwnPostgres {
-        let dir = std::env::temp_dir().join(format!("aishacrm-pg-{}", Uuid::new_v4().simple()));
-        std::fs::create_dir(&dir).expect("creating the PostgreSQL directory");
-        let server = OwnPostgres {
-            bin: postgres_bin(),
-            dir,
-            port: free_port(),
-            root: running_as_root(),
-        };
-        if server.root {
-            let mut chown = Command::new("chown");
-            chown.arg("postgres:postgres").arg(&server.dir);
-            server.run(chown, "chown").unwrap();
-        }
-        let mut initdb = server.command("initdb");
-        initdb.arg("-D").arg(server.data()).args([
-            "-A",
-            "trust",
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C",
-            "-N",
-        ]);
-        server.run(initdb, "initdb").unwrap();
-        server
-    }
-
-    fn url(&self, database: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-
-    /// `pg_ctl start`, waiting until it accepts connections (blocking).
-    fn start(&self) -> Result<(), String> {
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c max_connections=50",
-            self.port,
-            self.dir.display()
-        );
-        let mut start = self.command("pg_ctl");
-        start
-            .arg("-D")
-            .arg(self.data())
-            .arg("-l")
-            .arg(self.dir.join("log"))
-            .args(["-w", "-t", "30", "-o", &options, "start"]);
-        self.run(start, "pg_ctl start")
-    }
-
-    /// `pg_ctl stop -m <mode>`, waiting until it stopped (blocking).
-    fn stop(&self, mode: &str) -> Result<(), String> {
-        let mut stop = self.command("pg_ctl");
-        stop.arg("-D")
-            .arg(self.data())
-            .args(["-m", mode, "-w", "-t", "30", "stop"]);
-        self.run(stop, "pg_ctl stop")
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for OwnPostgres {
-    fn drop(&mut self) {
-        if self.data().join("postmaster.pid").exists() {
-            let _ = self.stop("immediate");
-        }
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 async fn blocking<T: Send + 'static>(
     what: &str,
     limit: Duration,
@@ -1244,7 +1100,7 @@ async fn time_until_serving(probe: &Endpoint, ledger: &Ledger, limit: Duration) 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_server_restarted_under_load() {
     within(TEST_LIMIT, "the test", async {
-        let server = blocking("initdb", Duration::from_secs(60), OwnPostgres::init).await;
+        let server = blocking("initdb", Duration::from_secs(60), PostgresServer::init).await;
         let server = Arc::new(server);
         let started = server.clone();
         blocking("pg_ctl start", Duration::from_secs(40), move || {

@@ -253,7 +253,9 @@ async fn forward(
     }
 }
 
-/// `url` with its host and port replaced by `127.0.0.1:port`, and the `host:port` it named.
+/// `url` with its host and port replaced by `127.0.0.1:port`, and the `host:port` it named. A
+/// PostgreSQL URL also gets `sslmode=disable`: the proxy cuts on the bytes of the protocol,
+/// which TLS would hide.
 pub fn through_proxy(url: &str, port: u16) -> (String, String) {
     let authority_start = url.find("://").expect("a URL") + 3;
     let authority_end = url[authority_start..]
@@ -269,10 +271,14 @@ pub fn through_proxy(url: &str, port: u16) -> (String, String) {
     } else {
         format!("{host_port}:5432")
     };
-    let proxied = format!(
+    let mut proxied = format!(
         "{}{userinfo}127.0.0.1:{port}{}",
         &url[..authority_start],
         &url[authority_end..]
     );
+    if url.starts_with("postgres") {
+        proxied.push(if proxied.contains('?') { '&' } else { '?' });
+        proxied.push_str("sslmode=disable");
+    }
     (proxied, upstream)
 }
