@@ -10,7 +10,7 @@ use crate::helpers::{minimal, spawn_replicas_on};
 use crate::support::redis_server::RedisServer;
 
 /// The commands the README lists as the least privileges to grant.
-const COMMANDS: &str = "+get +psetex +evalsha +script|load +info +hmget +hset +hincrby \
+pub const COMMANDS: &str = "+get +psetex +evalsha +script|load +info +hmget +hset +hincrby \
                         +hgetall +hget +hlen +hdel +del +publish +subscribe +ping +scan +unlink";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
