@@ -137,8 +137,13 @@ async fn each_sslmode_connects_or_is_refused_with_the_reason() {
 
 /// `aishacrm migrate` with `DATABASE_URL` and `PGPASSWORD`: its exit status and stderr.
 fn migrate(database_url: &str) -> (bool, String) {
+    migrate_with(database_url, &[])
+}
+
+fn migrate_with(database_url: &str, env: &[(&str, &str)]) -> (bool, String) {
     let output = Command::new(env!("CARGO_BIN_EXE_aishacrm"))
         .arg("migrate")
+        .envs(env.iter().copied())
         .env("DATABASE_URL", database_url)
         .env("PGPASSWORD", PASSWORD)
         .env("REDIS_URL", "none")
@@ -167,9 +172,15 @@ async fn migrate_and_serve_work_over_verify_full_with_pgpassword() {
     assert!(!ok && stderr.contains("no encryption"), "{stderr}");
     let (ok, stderr) = migrate(&url(&format!("sslmode=verify-full&sslrootcert={wrong}")));
     assert!(!ok && stderr.contains("UnknownIssuer"), "{stderr}");
-    let (ok, stderr) = migrate(&verified);
+    // No sslrootcert: the system's roots, which do not hold the test's CA unless the system's
+    // CA file (SSL_CERT_FILE, as OpenSSL reads it) is the test's.
+    let (ok, stderr) = migrate(&url("sslmode=verify-full"));
+    assert!(!ok && stderr.contains("no system root signed"), "{stderr}");
+    let (ok, stderr) = migrate_with(&url("sslmode=verify-full"), &[("SSL_CERT_FILE", &right)]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("created database aishacrm_tls"), "{stderr}");
+    let (ok, stderr) = migrate(&verified);
+    assert!(ok, "{stderr}");
     assert!(stderr.contains("migrations are up to date"), "{stderr}");
 
     let secret = "tls-test-secret";
