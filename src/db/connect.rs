@@ -13,7 +13,7 @@ use diesel::{ConnectionError, ConnectionResult};
 use diesel_async::AsyncPgConnection;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
-use rustls::crypto::CryptoProvider;
+use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
@@ -255,20 +255,23 @@ fn client_config(mode: SslMode, roots: &Roots) -> Result<ClientConfig, String> {
     let builder = ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|error| format!("TLS versions: {error}"))?;
+    let algorithms = provider.signature_verification_algorithms;
+    let webpki = || {
+        WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider.clone())
+            .build()
+            .map_err(|error| format!("TLS verifier: {error}"))
+    };
     let verifier: Arc<dyn ServerCertVerifier> = match mode {
-        // `disable` never shakes hands; `prefer` and `require` take any certificate.
-        SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(Unverified(provider)),
-        SslMode::VerifyCa | SslMode::VerifyFull => {
-            let webpki =
-                WebPkiServerVerifier::builder_with_provider(Arc::new(root_store(roots)?), provider)
-                    .build()
-                    .map_err(|error| format!("TLS verifier: {error}"))?;
-            if mode == SslMode::VerifyCa {
-                Arc::new(AnyName(webpki))
-            } else {
-                webpki
-            }
-        }
+        // `disable` never shakes hands.
+        SslMode::Disable | SslMode::Prefer | SslMode::Require => Arc::new(Lenient {
+            chain: None,
+            algorithms,
+        }),
+        SslMode::VerifyCa => Arc::new(Lenient {
+            chain: Some(webpki()?),
+            algorithms,
+        }),
+        SslMode::VerifyFull => webpki()?,
     };
     Ok(builder
         .dangerous()
@@ -302,63 +305,19 @@ fn root_store(roots: &Roots) -> Result<RootCertStore, String> {
     Ok(store)
 }
 
-/// `prefer` and `require`: TLS against eavesdropping, with no claim about who answers. The
-/// handshake's signatures are still checked against the certificate presented.
+/// What `prefer`, `require` and `verify-ca` check of the server's certificate: nothing of its
+/// identity (`prefer`, `require`: TLS against eavesdropping only), or its chain to the roots
+/// whatever host name it names (`verify-ca`). The handshake's signatures are always checked
+/// against the certificate presented.
 #[derive(Debug)]
-struct Unverified(Arc<CryptoProvider>);
-
-impl ServerCertVerifier for Unverified {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.0.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
+struct Lenient {
+    /// `verify-ca`'s chain check: webpki's, whose refusal of the name alone means everything
+    /// else held (it checks the name last).
+    chain: Option<Arc<WebPkiServerVerifier>>,
+    algorithms: WebPkiSupportedAlgorithms,
 }
 
-/// `verify-ca`: the chain, validity and signatures as `verify-full` checks them, whatever host
-/// name the certificate names. webpki checks the name last, so its refusal of the name alone
-/// means everything else held.
-#[derive(Debug)]
-struct AnyName(Arc<WebPkiServerVerifier>);
-
-impl ServerCertVerifier for AnyName {
+impl ServerCertVerifier for Lenient {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -367,10 +326,10 @@ impl ServerCertVerifier for AnyName {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self
-            .0
-            .verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        let Some(chain) = &self.chain else {
+            return Ok(ServerCertVerified::assertion());
+        };
+        match chain.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now) {
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
             )) => Ok(ServerCertVerified::assertion()),
@@ -384,7 +343,7 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls12_signature(message, cert, dss)
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.algorithms)
     }
 
     fn verify_tls13_signature(
@@ -393,11 +352,11 @@ impl ServerCertVerifier for AnyName {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.verify_tls13_signature(message, cert, dss)
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.supported_verify_schemes()
+        self.algorithms.supported_schemes()
     }
 }
 
