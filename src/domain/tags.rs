@@ -4,14 +4,18 @@
 //!
 //! | tag | an answer depends on it when it | a write changes it when it |
 //! |---|---|---|
-//! | `module(M)` | is any answer of module M | creates or deletes a record of M (or an admin invalidates M) |
+//! | `module(M)` | is any answer of module M | never: an admin invalidates M, a seed fills M |
+//! | `members(M)` | enumerates all of M, unfiltered (a list or count without filters, a bundle part) | creates or deletes a record of M |
 //! | `record(M, id)` | contains record `id` | creates, updates or deletes `id`, or a cascade sets a reference of `id` to null |
-//! | `value(M, f, v)` | filters on `f = v` | changes filter field `f` of a record from or to `v` |
-//! | `search(M)` | searches with `q` | changes a field `q` searches |
-//! | `totals(M)` | sums all records (stats) | changes a field the stats add up or group by |
-//! | `totals_in(M, f, v)` | sums the records with `f = v` (stats of one account) | changes such a field of a record whose `f` is `v` |
+//! | `value(M, f, v)` | filters on `f = v` | creates or deletes a record whose `f` is `v`, or changes `f` of a record from or to `v` |
+//! | `search(M)` | searches with `q` | creates or deletes a record, or changes a field `q` searches |
+//! | `totals(M)` | sums all records (stats) | creates or deletes a record, or changes a field the stats add up or group by |
+//! | `totals_in(M, f, v)` | sums the records with `f = v` (stats of one account) | does that to a record whose `f` is `v` |
 //!
-//! Records never move between pages on update: the order (`created_at`, `id`) never changes.
+//! A filtered answer enumerates only the records matching every filter, and a record entering or
+//! leaving it matches each filter before or after: so the values of each filter say enough, and
+//! a create of a lead with `status=new` leaves the `status=contacted` lists cached. Records never
+//! move between pages on update: the order (`created_at`, `id`) never changes.
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -42,9 +46,14 @@ impl Tag {
         Tag(((module.index() as u64) << MODULE_SHIFT) | (u64::from_be_bytes(low) & HASH_MASK))
     }
 
-    /// Every answer of `module`: changed when its set of records changes as a whole.
+    /// Every answer of `module`: changed only to drop them all (an admin invalidation, a seed).
     pub fn module(module: Module) -> Tag {
         Tag::of(module, &[b"module"])
+    }
+
+    /// All records of `module`: changed when one is created or deleted.
+    pub fn members(module: Module) -> Tag {
+        Tag::of(module, &[b"members"])
     }
 
     pub fn record(module: Module, id: Uuid) -> Tag {
@@ -100,16 +109,20 @@ fn filter_text(value: &FilterValue) -> String {
     }
 }
 
-/// The tags of a read of `spec`'s records through `filters` (a list or a count): the module,
-/// each filter's value and the search; a list adds its records' tags.
+/// The tags of a read of `spec`'s records through `filters` (a list or a count): each filter's
+/// value and the search, or all of the module's records when it has neither; a list adds its
+/// records' tags. (Every answer also depends on its module's tag: [`Tag::module`].)
 pub fn read_tags(spec: &EntitySpec, filters: &Filters) -> Vec<Tag> {
     let module = spec.module;
-    let mut tags = vec![Tag::module(module)];
-    for (field, value) in filters.values() {
-        tags.push(Tag::value(module, field, &filter_text(value)));
-    }
+    let mut tags: Vec<Tag> = filters
+        .values()
+        .map(|(field, value)| Tag::value(module, field, &filter_text(value)))
+        .collect();
     if filters.q.is_some() {
         tags.push(Tag::search(module));
+    }
+    if tags.is_empty() {
+        tags.push(Tag::members(module));
     }
     tags
 }
@@ -139,14 +152,17 @@ pub fn changed_tags(
     if let Some(id) = id {
         tags.push(Tag::record(module, id));
     }
-    let (Some(before), Some(after)) = (before, after) else {
-        // A create or a delete changes the module's set of records as a whole.
-        tags.push(Tag::module(module));
-        return tags;
+    let records: Vec<&Map<String, Value>> = before.into_iter().chain(after).collect();
+    let changed = |field: &str| match (before, after) {
+        (Some(before), Some(after)) => before.get(field) != after.get(field),
+        // A create or a delete: the record enters or leaves every set it belongs to.
+        _ => true,
     };
-    let changed = |field: &str| before.get(field) != after.get(field);
+    if before.is_none() || after.is_none() {
+        tags.push(Tag::members(module));
+    }
     for filter in spec.filters.iter().filter(|filter| changed(filter.name)) {
-        for record in [before, after] {
+        for record in &records {
             if let Some(text) = field_text(record, filter.name) {
                 tags.push(Tag::value(module, filter.name, &text));
             }
@@ -158,7 +174,7 @@ pub fn changed_tags(
     if spec.totals.iter().any(|field| changed(field)) {
         tags.push(Tag::totals(module));
         if let Some(scope) = spec.totals_scope {
-            for record in [before, after] {
+            for record in &records {
                 if let Some(text) = field_text(record, scope) {
                     tags.push(Tag::totals_in(module, scope, &text));
                 }
@@ -194,6 +210,7 @@ mod tests {
         for module in Module::ALL {
             for tag in [
                 Tag::module(module),
+                Tag::members(module),
                 Tag::record(module, id),
                 Tag::value(module, "stage", "proposal"),
                 Tag::search(module),
@@ -251,8 +268,33 @@ mod tests {
                 Tag::search(Module::Contacts),
             ])
         );
-        let created = changed_tags(&CONTACTS, None, Some(&after));
-        assert!(created.contains(&Tag::module(Module::Contacts)));
-        assert_eq!(modules_of(&created), vec![Module::Contacts]);
+    }
+
+    #[test]
+    fn a_create_or_delete_changes_all_records_and_only_its_own_values() {
+        let id = Uuid::new_v4();
+        let account = Uuid::new_v4().to_string();
+        let deal = record(
+            json!({"id": id, "name": "a", "stage": "proposal", "amount": 1.0,
+                                 "account_id": account}),
+        );
+        let expected = normalized(vec![
+            Tag::record(Module::Opportunities, id),
+            Tag::members(Module::Opportunities),
+            Tag::value(Module::Opportunities, "stage", "proposal"),
+            Tag::value(Module::Opportunities, "account_id", &account),
+            Tag::search(Module::Opportunities),
+            Tag::totals(Module::Opportunities),
+            Tag::totals_in(Module::Opportunities, "account_id", &account),
+        ]);
+        let created = normalized(changed_tags(&OPPORTUNITIES, None, Some(&deal)));
+        assert_eq!(created, expected);
+        assert_eq!(
+            normalized(changed_tags(&OPPORTUNITIES, Some(&deal), None)),
+            expected
+        );
+        assert!(!created.contains(&Tag::module(Module::Opportunities)));
+        assert!(!created.contains(&Tag::value(Module::Opportunities, "stage", "qualification")));
+        assert_eq!(modules_of(&created), vec![Module::Opportunities]);
     }
 }

@@ -96,7 +96,8 @@ fn part_policy<E: Entity>() -> CachePolicy {
 }
 
 /// The JSON of entity `E`'s part: its count and newest records, read in one snapshot; tagged
-/// with its records and the dashboard (whose admin invalidation drops every part).
+/// with all of `E`'s records, its newest ones, and the dashboard (whose admin invalidation drops
+/// every part).
 async fn part_body<E: Entity>(state: &AppState, tenant: TenantId) -> Result<Composition, ApiError> {
     let mut db = state.db(tenant).await?;
     let newest = ListQuery {
@@ -119,7 +120,7 @@ async fn part_body<E: Entity>(state: &AppState, tenant: TenantId) -> Result<Comp
         })
         .await?;
     let recent = page(rows, RECENT).data;
-    let mut tags = vec![Tag::module(Module::Dashboard)];
+    let mut tags = vec![Tag::module(Module::Dashboard), Tag::members(E::SPEC.module)];
     tags.extend(record_tags::<E>(&recent));
     let body = json_body(&SummaryBody {
         count,

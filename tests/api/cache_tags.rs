@@ -436,6 +436,49 @@ async fn a_stage_change_rebuilds_the_old_and_new_stage_but_not_a_third() {
     assert_eq!(outcomes, ["MISS", "MISS", "HIT", "HIT"], "{paths:?}");
 }
 
+/// A create changes the sets the new record enters: all leads, and the lists and counts of its
+/// own status and source. Those of other values stay cached; they cannot contain it.
+#[tokio::test]
+async fn a_create_rebuilds_the_answers_of_its_values_and_leaves_other_values_cached() {
+    let apps = spawn_replicas(1, |_| {}).await;
+    let app = &apps[0];
+    let token = app.token(Uuid::new_v4());
+    app.create(
+        "leads",
+        &token,
+        json!({"last_name": "First", "status": "contacted", "source": "web"}),
+    )
+    .await;
+    let paths = [
+        "/api/v2/leads?status=new",
+        "/api/v2/leads/count?source=referral",
+        "/api/v2/leads",
+        "/api/v2/leads/count",
+        "/api/v2/leads?status=contacted",
+        "/api/v2/leads/count?source=web",
+        "/api/v2/leads?q=first",
+        "/api/v2/opportunities/count",
+    ];
+    for path in paths {
+        served(app, path, &token).await;
+    }
+    app.create(
+        "leads",
+        &token,
+        json!({"last_name": "Second", "status": "new", "source": "referral"}),
+    )
+    .await;
+    let outcomes: Vec<String> =
+        futures_util::future::join_all(paths.iter().map(|path| served(app, path, &token))).await;
+    assert_eq!(
+        outcomes,
+        ["MISS", "MISS", "MISS", "MISS", "HIT", "HIT", "MISS", "HIT"],
+        "{paths:?}"
+    );
+    let (_, _, new) = app.get_cached(paths[0], &token).await;
+    assert_eq!(new["data"][0]["last_name"], "Second", "{new}");
+}
+
 /// A replica's first read of a tenant fetches its versions from Redis. Writes of other tenants
 /// arriving on the bus meanwhile change nothing of that tenant, so they must not make the fetch
 /// count for nothing: the entry another replica stored is an L2 hit, however busy the bus.
