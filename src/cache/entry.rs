@@ -109,7 +109,9 @@ impl Entry {
         .unwrap_or(u32::MAX)
     }
 
-    const VERSION: u8 = 3;
+    /// 4: unfiltered answers list `members(M)` among their dependencies; a v3 entry's lack of it
+    /// would pass for current after a create.
+    const VERSION: u8 = 4;
 
     /// `version | stored | fresh_until | stale_until | count (tag seq)* | etag_len etag |
     /// ct_len ct | body`
