@@ -108,6 +108,7 @@ pub fn filtered(tenant: TenantId, filters: &Filters) -> contacts::BoxedQuery<'st
     }
     if let Some(q) = &filters.q {
         let pattern = like_pattern(q);
+        query = query.filter(super::search_document(SEARCH_DOCUMENT, &pattern));
         query = query.filter(
             contacts::first_name
                 .ilike(pattern.clone())
@@ -117,6 +118,10 @@ pub fn filtered(tenant: TenantId, filters: &Filters) -> contacts::BoxedQuery<'st
     }
     query
 }
+
+/// The fields `q` searches, joined as `contacts_tenant_search_trgm_idx` indexes them.
+const SEARCH_DOCUMENT: &str =
+    "(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' ' || coalesce(email, ''))";
 
 impl_entity!(
     Contacts,

@@ -108,6 +108,7 @@ pub fn filtered(tenant: TenantId, filters: &Filters) -> leads::BoxedQuery<'stati
     }
     if let Some(q) = &filters.q {
         let pattern = like_pattern(q);
+        query = query.filter(super::search_document(SEARCH_DOCUMENT, &pattern));
         query = query.filter(
             leads::first_name
                 .ilike(pattern.clone())
@@ -118,6 +119,10 @@ pub fn filtered(tenant: TenantId, filters: &Filters) -> leads::BoxedQuery<'stati
     }
     query
 }
+
+/// The fields `q` searches, joined as `leads_tenant_search_trgm_idx` indexes them.
+const SEARCH_DOCUMENT: &str = "(coalesce(first_name, '') || ' ' || coalesce(last_name, '') || ' ' \
+     || coalesce(email, '') || ' ' || coalesce(company, ''))";
 
 impl_entity!(
     Leads,

@@ -352,6 +352,22 @@ pub fn after<QS: 'static>(cursor: Cursor) -> Box<dyn BoxableExpression<QS, Pg, S
     )
 }
 
+/// A `q` search over several fields: the candidates from `document` (the fields joined, as one
+/// trigram index of the migration `search_documents` indexes it: the text must stay that
+/// expression, or the planner cannot use the index), then exactly those where a field matches.
+/// A field that contains the pattern's text makes the joined text contain it too, so no match is
+/// lost.
+pub fn search_document<QS: 'static>(
+    document: &'static str,
+    pattern: &str,
+) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
+    Box::new(
+        sql::<Bool>(document)
+            .sql(" ILIKE ")
+            .bind::<diesel::sql_types::Text, _>(pattern.to_owned()),
+    )
+}
+
 /// Money is a JSON number in the API, exactly the decimal stored (`BigDecimal`'s own serde
 /// writes a string, and a float would round sums past 2^53 cents). Written in plain notation
 /// with its trailing zeros dropped but one decimal kept (`20.0`, `10.5`, `151971849992146.57`):

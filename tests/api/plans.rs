@@ -3,9 +3,9 @@
 
 use crate::support::explain::explain;
 use aishacrm::auth::TenantId;
-use aishacrm::db::{opportunities, seed};
+use aishacrm::db::{contacts, leads, opportunities, seed};
 use aishacrm::domain::cursor::Cursor;
-use aishacrm::domain::entities::OPPORTUNITIES;
+use aishacrm::domain::entities::{CONTACTS, LEADS, OPPORTUNITIES};
 use aishacrm::domain::query::{parse_count, Filters, ListQuery};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -20,6 +20,16 @@ fn assert_indexed(plan: &str, what: &str) {
         "{what} scans the table:\n{plan}"
     );
     assert!(plan.contains("Index"), "{what} uses no index:\n{plan}");
+}
+
+/// Whether `plan` scans `index` with the search pattern in its condition (an index of the
+/// tenant and trigrams can also serve the tenant alone, then every row of it is matched).
+fn searched_in_index(plan: &str, index: &str) -> bool {
+    let mut lines = plan.lines().skip_while(|line| !line.contains(index));
+    lines.next().is_some()
+        && lines
+            .next()
+            .is_some_and(|line| line.contains("Index Cond") && line.contains("~~*"))
 }
 
 #[tokio::test]
@@ -115,8 +125,26 @@ async fn tenant_queries_use_indexes() {
     assert_indexed(&plan, "search count");
     // The matches of the tenant, not every row of the tenant matched one by one.
     assert!(
-        plan.contains("opportunities_tenant_name_trgm_idx"),
+        searched_in_index(&plan, "opportunities_tenant_name_trgm_idx"),
         "search count without the tenant's trigram index:\n{plan}"
+    );
+    // Leads and contacts search several fields: one index over them all, not one per field,
+    // each of which starts from every row of the tenant.
+    let search = parse_count(&LEADS, "q=hooli").unwrap();
+    let plan = explain(&mut conn, leads::filtered(tenant, &search).count())
+        .await
+        .unwrap();
+    assert!(
+        searched_in_index(&plan, "leads_tenant_search_trgm_idx"),
+        "lead search without the joined fields' index:\n{plan}"
+    );
+    let search = parse_count(&CONTACTS, "q=garcia").unwrap();
+    let plan = explain(&mut conn, contacts::filtered(tenant, &search).count())
+        .await
+        .unwrap();
+    assert!(
+        searched_in_index(&plan, "contacts_tenant_search_trgm_idx"),
+        "contact search without the joined fields' index:\n{plan}"
     );
     drop(conn);
 }
