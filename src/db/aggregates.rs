@@ -16,6 +16,23 @@ use super::schema::{stage_totals, tenant_counts};
 use crate::domain::query::Filters;
 use crate::domain::{Module, TenantId};
 
+/// The count of all of `module`'s records, as an expression a query of that module's rows can
+/// select: one statement reads both in one snapshot.
+pub fn record_count<QS: 'static>(
+    tenant: TenantId,
+    module: Module,
+) -> Box<dyn BoxableExpression<QS, diesel::pg::Pg, SqlType = BigInt>> {
+    Box::new(
+        sql::<BigInt>(
+            "(SELECT coalesce(sum(count), 0)::int8 FROM tenant_counts WHERE tenant_id = ",
+        )
+        .bind::<SqlUuid, _>(tenant.0)
+        .sql(" AND module = ")
+        .bind::<Text, _>(module.name())
+        .sql(")"),
+    )
+}
+
 /// The count of `module`'s records matching `filters` when the aggregates hold it: with no
 /// filter at all, or an opportunity count by `stage` alone. `None`: the rows must be counted.
 pub async fn count(

@@ -41,6 +41,14 @@ pub trait Entity: 'static {
         filters: &Filters,
     ) -> impl Future<Output = Result<i64>> + Send;
 
+    /// The count of all records and the newest `limit` (and one more), in one statement: one
+    /// snapshot, one round trip.
+    fn newest_with_count(
+        conn: &mut AsyncPgConnection,
+        tenant: TenantId,
+        limit: i64,
+    ) -> impl Future<Output = Result<(i64, Vec<Self::Record>)>> + Send;
+
     fn get(
         conn: &mut AsyncPgConnection,
         tenant: TenantId,
@@ -280,6 +288,29 @@ macro_rules! impl_entity {
                     return Ok(count);
                 }
                 Ok(filtered(tenant, filters).count().get_result(conn).await?)
+            }
+
+            async fn newest_with_count(
+                conn: &mut diesel_async::AsyncPgConnection,
+                tenant: $crate::domain::TenantId,
+                limit: i64,
+            ) -> $crate::db::Result<(i64, Vec<$record>)> {
+                let newest = $crate::domain::query::ListQuery {
+                    limit,
+                    cursor: None,
+                    filters: Default::default(),
+                };
+                let module = <Self as $crate::db::Entity>::SPEC.module;
+                let rows: Vec<($record, i64)> = list_query(tenant, &newest)
+                    .select((
+                        $record::as_select(),
+                        $crate::db::aggregates::record_count(tenant, module),
+                    ))
+                    .load(conn)
+                    .await?;
+                // Every row carries the count; with no row there is nothing to count.
+                let count = <[_]>::first(&rows).map_or(0, |(_, count)| *count);
+                Ok((count, rows.into_iter().map(|(record, _)| record).collect()))
             }
 
             async fn get(

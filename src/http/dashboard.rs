@@ -27,7 +27,7 @@ use crate::db::entity::page;
 use crate::db::leads::Leads;
 use crate::db::opportunities::Opportunities;
 use crate::db::Entity;
-use crate::domain::query::{parse_none, Filters, ListQuery, Params, StatsQuery};
+use crate::domain::query::{parse_none, Params, StatsQuery};
 use crate::domain::tags::Tag;
 use crate::domain::{Module, Operation, TenantId};
 use crate::errors::ApiError;
@@ -95,29 +95,13 @@ fn part_policy<E: Entity>() -> CachePolicy {
     CachePolicy::new(E::SPEC.module, Operation::Bundle, BUNDLE.ttl_secs)
 }
 
-/// The JSON of entity `E`'s part: its count and newest records, read in one snapshot; tagged
+/// The JSON of entity `E`'s part: its count and newest records, read in one statement; tagged
 /// with all of `E`'s records, its newest ones, and the dashboard (whose admin invalidation drops
 /// every part).
 async fn part_body<E: Entity>(state: &AppState, tenant: TenantId) -> Result<Composition, ApiError> {
     let mut db = state.db(tenant).await?;
-    let newest = ListQuery {
-        limit: RECENT,
-        cursor: None,
-        filters: Filters::default(),
-    };
-    let newest = &newest;
     let (count, rows) = db
-        .run(|conn| async move {
-            conn.build_transaction()
-                .read_only()
-                .repeatable_read()
-                .run(async |conn| {
-                    let count = E::count(conn, tenant, &Filters::default()).await?;
-                    let rows = E::list(conn, tenant, newest).await?;
-                    Ok::<_, crate::db::Error>((count, rows))
-                })
-                .await
-        })
+        .run(|conn| E::newest_with_count(conn, tenant, RECENT))
         .await?;
     let recent = page(rows, RECENT).data;
     let mut tags = vec![Tag::module(Module::Dashboard), Tag::members(E::SPEC.module)];

@@ -173,9 +173,10 @@ async fn migrate_and_serve_work_over_verify_full_with_pgpassword() {
     let (ok, stderr) = migrate(&url(&format!("sslmode=verify-full&sslrootcert={wrong}")));
     assert!(!ok && stderr.contains("UnknownIssuer"), "{stderr}");
     // No sslrootcert: the system's roots, which do not hold the test's CA unless the system's
-    // CA file (SSL_CERT_FILE, as OpenSSL reads it) is the test's.
+    // CA file (SSL_CERT_FILE, as OpenSSL reads it) is the test's. (A machine without any system
+    // root refuses the URL itself, naming them too.)
     let (ok, stderr) = migrate(&url("sslmode=verify-full"));
-    assert!(!ok && stderr.contains("no system root signed"), "{stderr}");
+    assert!(!ok && stderr.contains("system root"), "{stderr}");
     let (ok, stderr) = migrate_with(&url("sslmode=verify-full"), &[("SSL_CERT_FILE", &right)]);
     assert!(ok, "{stderr}");
     assert!(stderr.contains("created database aishacrm_tls"), "{stderr}");
