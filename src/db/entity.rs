@@ -119,9 +119,13 @@ pub async fn set_null(
         #[diesel(sql_type = SqlUuid)]
         id: Uuid,
     }
-    // Table and column names come from the entity specs, never from a request.
+    // Table and column names come from the entity specs, never from a request. The rows are
+    // locked in id order first: two cascades over the same rows (an account's and a contact's
+    // delete, both referred to by one deal) that locked them in scan order deadlocked.
     let statement = format!(
-        "UPDATE {table} SET {column} = NULL WHERE tenant_id = $1 AND {column} = $2 RETURNING id",
+        "UPDATE {table} SET {column} = NULL WHERE tenant_id = $1 AND id IN \
+         (SELECT id FROM {table} WHERE tenant_id = $1 AND {column} = $2 ORDER BY id FOR UPDATE) \
+         RETURNING id",
         table = cascade.referrer.module.name(),
         column = cascade.column,
     );
