@@ -12,7 +12,7 @@ use uuid::Uuid;
 
 use super::error::Result;
 use super::opportunities::StageRow;
-use super::schema::{stage_totals, tenant_counts};
+use super::schema::stage_totals;
 use crate::domain::query::Filters;
 use crate::domain::{Module, TenantId};
 
@@ -44,13 +44,10 @@ pub async fn count(
     // Slot sums: PostgreSQL's sum of int8 is numeric, cast back.
     let total = || sql::<Nullable<BigInt>>("sum(count)::int8");
     if filters.is_empty() {
-        let count: Option<i64> = tenant_counts::table
-            .filter(tenant_counts::tenant_id.eq(tenant.0))
-            .filter(tenant_counts::module.eq(module.name()))
-            .select(total())
-            .first(conn)
+        let count = diesel::select(record_count(tenant, module))
+            .get_result(conn)
             .await?;
-        return Ok(Some(count.unwrap_or(0)));
+        return Ok(Some(count));
     }
     match filters.sole_text("stage") {
         Some(stage) if module == Module::Opportunities => {
