@@ -17,7 +17,6 @@ use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
-use tokio_postgres::config::SslMode as WireMode;
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use super::SyncPgConnection;
@@ -144,10 +143,6 @@ impl Target {
         }
         let roots = roots.unwrap_or(Roots::System);
         let tls = client_config(mode, &roots).map_err(invalid)?;
-        debug_assert_eq!(
-            config.get_ssl_mode() == WireMode::Disable,
-            mode == SslMode::Disable
-        );
         Ok(Target {
             config,
             mode,
