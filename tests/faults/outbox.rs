@@ -55,6 +55,20 @@ async fn writer_dying_after_commit(reader: &TestApp, redis: &RedisServer) -> Ser
     .expect("starting the writer")
 }
 
+/// Sends `request` to `writer`, which dies at the fail point instead of answering, and reaps it;
+/// answers when it died.
+async fn dies_writing(writer: &mut Server, request: reqwest::RequestBuilder) -> Instant {
+    let sent = request.send().await;
+    let died = Instant::now();
+    assert!(
+        sent.is_err(),
+        "the writer answered instead of dying at the fail point"
+    );
+    let status = writer.child.wait().expect("reaping the writer");
+    assert!(!status.success(), "the writer aborted: {status}");
+    died
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_within_1_s() {
     let redis = RedisServer::start().await;
@@ -65,20 +79,12 @@ async fn a_writer_killed_between_commit_and_invalidation_is_shown_everywhere_wit
     assert_eq!(reader.leads_count(&token).await.1, "HIT L1");
 
     let mut writer = writer_dying_after_commit(reader, &redis).await;
-    let sent = reader
+    let request = reader
         .client
         .post(format!("{}/api/v2/leads", writer.address))
         .bearer_auth(&token)
-        .json(&minimal("leads"))
-        .send()
-        .await;
-    let died = Instant::now();
-    assert!(
-        sent.is_err(),
-        "the writer answered instead of dying at the fail point"
-    );
-    let status = writer.child.wait().expect("reaping the writer");
-    assert!(!status.success(), "the writer aborted: {status}");
+        .json(&minimal("leads"));
+    let died = dies_writing(&mut writer, request).await;
 
     // The write committed and nobody told Redis: the reader's relay does, within a second.
     let shown = reader
@@ -124,16 +130,12 @@ async fn an_update_whose_writer_died_is_relayed_with_its_tags() {
 
     let mut writer = writer_dying_after_commit(reader, &redis).await;
     let id = lead["id"].as_str().unwrap_or_default();
-    let sent = reader
+    let request = reader
         .client
         .patch(format!("{}/api/v2/leads/{id}", writer.address))
         .bearer_auth(&token)
-        .json(&json!({"status": "contacted"}))
-        .send()
-        .await;
-    assert!(sent.is_err(), "the writer answered instead of dying");
-    let status = writer.child.wait().expect("reaping the writer");
-    assert!(!status.success(), "the writer aborted: {status}");
+        .json(&json!({"status": "contacted"}));
+    dies_writing(&mut writer, request).await;
 
     let deadline = Instant::now() + Duration::from_secs(1);
     loop {
