@@ -13,6 +13,7 @@ use uuid::Uuid;
 use crate::helpers::{minimal, spawn_replicas_on};
 use crate::redis_acl::COMMANDS;
 use crate::support::postgres_server::TestCa;
+use crate::support::redis_server::free_port;
 
 /// What a cluster needs beyond [`COMMANDS`] (README, "Redis ACL").
 const CLUSTER_COMMANDS: &str = "+cluster|slots +cluster|nodes";
@@ -46,13 +47,6 @@ impl Drop for Cluster {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|address| address.port())
-        .expect("a free port")
 }
 
 fn redis_cli(tls: &[String], port: u16, args: &[&str]) -> String {
@@ -91,20 +85,15 @@ impl Cluster {
             }
             cli_tls = vec!["--tls".to_owned(), "--cacert".to_owned(), file("ca.pem")];
         }
-        let scheme = match &security.user {
-            Some((user, password, _)) => {
-                format!(
-                    "{}://{user}:{password}@",
-                    if security.tls { "rediss" } else { "redis" }
-                )
-            }
-            None => if security.tls {
-                "rediss://"
-            } else {
-                "redis://"
-            }
-            .to_owned(),
-        };
+        let credentials = security
+            .user
+            .as_ref()
+            .map(|(user, password, _)| format!("{user}:{password}@"))
+            .unwrap_or_default();
+        let scheme = format!(
+            "{}://{credentials}",
+            if security.tls { "rediss" } else { "redis" }
+        );
         let mut cluster = Cluster {
             servers: Vec::new(),
             ports: Vec::new(),
@@ -122,28 +111,20 @@ impl Cluster {
             };
             let node_dir = cluster.dir.join(port.to_string());
             std::fs::create_dir_all(&node_dir).expect("node directory");
+            // TLS only: no plain port at all.
             let ports = if security.tls {
-                [
+                vec![
                     "--port".to_owned(),
                     "0".to_owned(),
                     "--tls-port".to_owned(),
                     port.to_string(),
                 ]
             } else {
-                [
-                    "--port".to_owned(),
-                    port.to_string(),
-                    "--bind".to_owned(),
-                    "127.0.0.1".to_owned(),
-                ]
+                vec!["--port".to_owned(), port.to_string()]
             };
             let server = Command::new("redis-server")
                 .args(ports)
-                .args(if security.tls {
-                    &["--bind", "127.0.0.1"][..]
-                } else {
-                    &[]
-                })
+                .args(["--bind", "127.0.0.1"])
                 .args(&server_tls)
                 .args(["--cluster-enabled", "yes", "--cluster-node-timeout", "2000"])
                 .args(["--save", "", "--appendonly", "no"])
