@@ -332,6 +332,11 @@ async fn served(app: &TestApp, path: &str, token: &str) -> String {
     app.get_cached(path, token).await.0
 }
 
+/// The `X-Cache` of each of `paths`, read at once.
+async fn served_all(app: &TestApp, paths: &[&str], token: &str) -> Vec<String> {
+    futures_util::future::join_all(paths.iter().map(|path| served(app, path, token))).await
+}
+
 #[tokio::test]
 async fn an_amount_update_keeps_every_list_without_the_record_and_every_count() {
     let apps = spawn_replicas(1, |_| {}).await;
@@ -431,8 +436,7 @@ async fn a_stage_change_rebuilds_the_old_and_new_stage_but_not_a_third() {
         &json!({"stage": "negotiation"}),
     )
     .await;
-    let outcomes: Vec<String> =
-        futures_util::future::join_all(paths.iter().map(|path| served(app, path, &token))).await;
+    let outcomes = served_all(app, &paths, &token).await;
     assert_eq!(outcomes, ["MISS", "MISS", "HIT", "HIT"], "{paths:?}");
 }
 
@@ -468,8 +472,7 @@ async fn a_create_rebuilds_the_answers_of_its_values_and_leaves_other_values_cac
         json!({"last_name": "Second", "status": "new", "source": "referral"}),
     )
     .await;
-    let outcomes: Vec<String> =
-        futures_util::future::join_all(paths.iter().map(|path| served(app, path, &token))).await;
+    let outcomes = served_all(app, &paths, &token).await;
     assert_eq!(
         outcomes,
         ["MISS", "MISS", "MISS", "MISS", "HIT", "HIT", "MISS", "HIT"],
