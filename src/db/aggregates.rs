@@ -4,13 +4,13 @@
 //! them, checking them against the rows (`aishacrm aggregates verify`) and rebuilding them
 //! (`aishacrm aggregates rebuild`).
 
-use diesel::dsl::sql;
 use diesel::prelude::*;
 use diesel::sql_types::{BigInt, Nullable, Numeric, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl, SimpleAsyncConnection};
 use uuid::Uuid;
 
 use super::error::Result;
+use super::fixed::fixed;
 use super::opportunities::StageRow;
 use super::schema::stage_totals;
 use crate::domain::query::Filters;
@@ -23,12 +23,12 @@ pub fn record_count<QS: 'static>(
     module: Module,
 ) -> Box<dyn BoxableExpression<QS, diesel::pg::Pg, SqlType = BigInt>> {
     Box::new(
-        sql::<BigInt>(
+        fixed::<BigInt>(
             "(SELECT coalesce(sum(count), 0)::int8 FROM tenant_counts WHERE tenant_id = ",
         )
-        .bind::<SqlUuid, _>(tenant.0)
+        .bind(tenant.0)
         .sql(" AND module = ")
-        .bind::<Text, _>(module.name())
+        .bind(module.name())
         .sql(")"),
     )
 }
@@ -42,7 +42,7 @@ pub async fn count(
     filters: &Filters,
 ) -> Result<Option<i64>> {
     // Slot sums: PostgreSQL's sum of int8 is numeric, cast back.
-    let total = || sql::<Nullable<BigInt>>("sum(count)::int8");
+    let total = || fixed::<Nullable<BigInt>>("sum(count)::int8");
     if filters.is_empty() {
         let count = diesel::select(record_count(tenant, module))
             .get_result(conn)
@@ -68,11 +68,11 @@ pub async fn stages(conn: &mut AsyncPgConnection, tenant: TenantId) -> Result<Ve
     Ok(stage_totals::table
         .filter(stage_totals::tenant_id.eq(tenant.0))
         .group_by(stage_totals::stage)
-        .having(sql::<diesel::sql_types::Bool>("sum(count) > 0"))
+        .having(fixed::<diesel::sql_types::Bool>("sum(count) > 0"))
         .select((
             stage_totals::stage,
-            sql::<BigInt>("sum(count)::int8"),
-            sql::<Nullable<Numeric>>("sum(amount)"),
+            fixed::<BigInt>("sum(count)::int8"),
+            fixed::<Nullable<Numeric>>("sum(amount)"),
         ))
         .load(conn)
         .await?)

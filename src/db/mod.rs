@@ -8,6 +8,7 @@ pub mod connect;
 pub mod contacts;
 pub mod entity;
 mod error;
+pub mod fixed;
 pub mod leads;
 pub mod opportunities;
 pub mod outbox;
@@ -18,10 +19,9 @@ pub mod share;
 use bigdecimal::BigDecimal;
 use chrono::{DateTime, SubsecRound, Utc};
 use diesel::connection::SimpleConnection;
-use diesel::dsl::sql;
 use diesel::expression::BoxableExpression;
 use diesel::pg::Pg;
-use diesel::sql_types::{Bool, Timestamptz, Uuid as SqlUuid};
+use diesel::sql_types::Bool;
 use diesel::ConnectionError;
 use diesel_async::async_connection_wrapper::AsyncConnectionWrapper;
 use diesel_async::pooled_connection::{
@@ -344,10 +344,10 @@ pub fn now() -> DateTime<Utc> {
 /// comparison lets PostgreSQL seek in the `(tenant_id, created_at DESC, id DESC)` index.
 pub fn after<QS: 'static>(cursor: Cursor) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
     Box::new(
-        sql::<Bool>("(created_at, id) < (")
-            .bind::<Timestamptz, _>(cursor.created_at)
+        fixed::fixed::<Bool>("(created_at, id) < (")
+            .bind(cursor.created_at)
             .sql(", ")
-            .bind::<SqlUuid, _>(cursor.id)
+            .bind(cursor.id)
             .sql(")"),
     )
 }
@@ -362,9 +362,9 @@ pub fn search_document<QS: 'static>(
     pattern: &str,
 ) -> Box<dyn BoxableExpression<QS, Pg, SqlType = Bool>> {
     Box::new(
-        sql::<Bool>(document)
+        fixed::fixed::<Bool>(document)
             .sql(" ILIKE ")
-            .bind::<diesel::sql_types::Text, _>(pattern.to_owned()),
+            .bind(pattern.to_owned()),
     )
 }
 

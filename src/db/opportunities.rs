@@ -132,7 +132,7 @@ pub fn stats_query(
     let by_account: Box<dyn BoxableExpression<opportunities::table, Pg, SqlType = Nullable<Bool>>> =
         match account {
             Some(account) => Box::new(opportunities::account_id.eq(account)),
-            None => Box::new(diesel::dsl::sql::<Nullable<Bool>>("TRUE")),
+            None => Box::new(super::fixed::fixed::<Nullable<Bool>>("TRUE")),
         };
     opportunities::table
         .filter(opportunities::tenant_id.eq(tenant.0))

@@ -23,6 +23,7 @@ mod money;
 mod openapi;
 mod paging;
 mod plans;
+mod prepared;
 mod relations;
 mod rfc;
 mod rotation;
