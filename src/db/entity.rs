@@ -57,16 +57,18 @@ pub trait Entity: 'static {
 
     /// Writes run inside the caller's transaction ([`crate::db::Checkout::write`]), which also
     /// records their cache invalidation: each answers the cache tags it changed, from the rows
-    /// before and after it.
+    /// before and after it. They take the connection shared so that their statements go out
+    /// together, in one round trip ([`AsyncPgConnection`]'s pipelining): PostgreSQL runs them in
+    /// the order sent.
     fn create(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         tenant: TenantId,
         new: Self::New,
     ) -> impl Future<Output = Result<Written<Self::Record>>> + Send;
 
     /// Changes only the fields `changes` gives; `NotFound` when the tenant has no such record.
     fn update(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         tenant: TenantId,
         id: Uuid,
         changes: Self::Changes,
@@ -75,7 +77,7 @@ pub trait Entity: 'static {
     /// `NotFound` when the tenant has no such record. Sets the references to it to null first
     /// ([`EntitySpec::cascades`]), so that the tags of the records it touches are known.
     fn delete(
-        conn: &mut AsyncPgConnection,
+        conn: &AsyncPgConnection,
         tenant: TenantId,
         id: Uuid,
     ) -> impl Future<Output = Result<Written<()>>> + Send;
@@ -106,7 +108,7 @@ pub fn changed<E: Entity>(
 /// tags of the records it touched. The caller holds the record's row lock, so no reference to
 /// it can be added meanwhile.
 pub async fn set_null(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     tenant: TenantId,
     cascade: &Cascade,
     id: Uuid,
@@ -132,7 +134,7 @@ pub async fn set_null(
     let touched: Vec<Touched> = diesel::sql_query(statement)
         .bind::<SqlUuid, _>(tenant.0)
         .bind::<SqlUuid, _>(id)
-        .load(conn)
+        .load(&mut conn)
         .await?;
     let ids: Vec<Uuid> = touched.into_iter().map(|touched| touched.id).collect();
     Ok(cascade_tags(cascade.referrer, cascade.column, id, &ids))
@@ -169,11 +171,11 @@ pub fn deleted(rows: usize) -> Result<()> {
 /// a foreign key ([`Body::references`]: an activity's `related_type`/`related_id`), and keeps it
 /// from being deleted until the surrounding transaction ends.
 pub async fn check_reference(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     tenant: TenantId,
-    body: &impl Body,
+    reference: Option<(RelatedType, Uuid)>,
 ) -> Result<()> {
-    let Some((kind, id)) = body.references() else {
+    let Some((kind, id)) = reference else {
         return Ok(());
     };
     use super::schema::{accounts, contacts, leads, opportunities};
@@ -187,7 +189,7 @@ pub async fn check_reference(
                 .filter($table::id.eq(id))
                 .select($table::id)
                 .for_key_share()
-                .first::<Uuid>(conn)
+                .first::<Uuid>(&mut conn)
                 .await
                 .optional()?
         };
@@ -250,17 +252,17 @@ macro_rules! impl_entity {
 
         /// The record as it is before a write, locked until the write's transaction ends.
         async fn locked(
-            conn: &mut diesel_async::AsyncPgConnection,
+            mut conn: &diesel_async::AsyncPgConnection,
             tenant: $crate::domain::TenantId,
             id: uuid::Uuid,
-        ) -> diesel::QueryResult<$record> {
+        ) -> $crate::db::Result<$record> {
             // The primary key is (tenant_id, id).
-            $table::table
+            Ok($table::table
                 .find((tenant.0, id))
                 .select($record::as_select())
                 .for_update()
-                .first(conn)
-                .await
+                .first(&mut conn)
+                .await?)
         }
 
         /// The tenant's records as an [`Entity`](crate::db::Entity).
@@ -330,52 +332,74 @@ macro_rules! impl_entity {
             }
 
             async fn create(
-                conn: &mut diesel_async::AsyncPgConnection,
+                conn: &diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 new: $new,
             ) -> $crate::db::Result<$crate::db::Written<$record>> {
-                $crate::db::entity::check_reference(conn, tenant, &new).await?;
-                let record = diesel::insert_into($table::table)
-                    .values($row::new(tenant, new))
-                    .returning($record::as_returning())
-                    .get_result(conn)
-                    .await?;
+                use $crate::domain::bodies::Body;
+                let reference = new.references();
+                let insert = async {
+                    Ok(diesel::insert_into($table::table)
+                        .values($row::new(tenant, new))
+                        .returning($record::as_returning())
+                        .get_result(&mut &*conn)
+                        .await?)
+                };
+                let ((), record) = futures_util::try_join!(
+                    $crate::db::entity::check_reference(conn, tenant, reference),
+                    insert,
+                )?;
                 let tags = $crate::db::entity::changed::<Self>(None, Some(&record))?;
                 Ok((record, tags))
             }
 
             async fn update(
-                conn: &mut diesel_async::AsyncPgConnection,
+                conn: &diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
                 changes: $changes,
             ) -> $crate::db::Result<$crate::db::Written<$record>> {
-                $crate::db::entity::check_reference(conn, tenant, &changes).await?;
-                let before = locked(conn, tenant, id).await?;
-                let after = diesel::update($table::table.find((tenant.0, id)))
-                    .set($changeset::new(changes))
-                    .returning($record::as_returning())
-                    .get_result(conn)
-                    .await?;
+                use $crate::domain::bodies::Body;
+                let reference = changes.references();
+                // Without the record the update changes no row, and the lock fails first.
+                let update = async {
+                    Ok(diesel::update($table::table.find((tenant.0, id)))
+                        .set($changeset::new(changes))
+                        .returning($record::as_returning())
+                        .get_result(&mut &*conn)
+                        .await?)
+                };
+                let ((), before, after) = futures_util::try_join!(
+                    $crate::db::entity::check_reference(conn, tenant, reference),
+                    locked(conn, tenant, id),
+                    update,
+                )?;
                 let tags = $crate::db::entity::changed::<Self>(Some(&before), Some(&after))?;
                 Ok((after, tags))
             }
 
             async fn delete(
-                conn: &mut diesel_async::AsyncPgConnection,
+                conn: &diesel_async::AsyncPgConnection,
                 tenant: $crate::domain::TenantId,
                 id: uuid::Uuid,
             ) -> $crate::db::Result<$crate::db::Written<()>> {
                 // Locked first: a record referring to it cannot be added until this commits.
-                let before = locked(conn, tenant, id).await?;
-                let mut tags = $crate::db::entity::changed::<Self>(Some(&before), None)?;
-                for cascade in <Self as $crate::db::Entity>::SPEC.cascades {
-                    tags.extend($crate::db::entity::set_null(conn, tenant, cascade, id).await?);
-                }
-                let rows = diesel::delete($table::table.find((tenant.0, id)))
-                    .execute(conn)
-                    .await?;
+                let cascades = futures_util::future::try_join_all(
+                    <Self as $crate::db::Entity>::SPEC
+                        .cascades
+                        .iter()
+                        .map(|cascade| $crate::db::entity::set_null(conn, tenant, cascade, id)),
+                );
+                let delete = async {
+                    Ok(diesel::delete($table::table.find((tenant.0, id)))
+                        .execute(&mut &*conn)
+                        .await?)
+                };
+                let (before, touched, rows) =
+                    futures_util::try_join!(locked(conn, tenant, id), cascades, delete)?;
                 $crate::db::entity::deleted(rows)?;
+                let mut tags = $crate::db::entity::changed::<Self>(Some(&before), None)?;
+                tags.extend(touched.into_iter().flatten());
                 Ok(((), tags))
             }
         }

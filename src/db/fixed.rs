@@ -118,3 +118,20 @@ impl<QS, ST> AppearsOnTable<QS> for Fixed<ST> where Self: Expression {}
 impl<ST, GB> ValidGrouping<GB> for Fixed<ST> {
     type IsAggregate = is_aggregate::Never;
 }
+
+/// A statement of fixed text without binds (`BEGIN`, `COMMIT`), prepared once per connection
+/// like any other, so that it can go out pipelined behind the statements before it.
+#[derive(Debug, Clone, Copy)]
+pub struct Command(pub &'static str);
+
+impl QueryFragment<Pg> for Command {
+    fn walk_ast<'b>(&'b self, mut out: AstPass<'_, 'b, Pg>) -> QueryResult<()> {
+        out.push_sql(self.0);
+        Ok(())
+    }
+}
+
+impl QueryId for Command {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}

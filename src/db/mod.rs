@@ -176,58 +176,74 @@ impl Checkout {
     /// an error before COMMIT was sent rolled everything back, one during COMMIT (a lost
     /// connection, a timeout) leaves the outcome unknown. Bounded by the checkout's timeout, like
     /// [`Self::run`].
+    ///
+    /// Three round trips whatever the work: `BEGIN`; the work's statements, pipelined; the
+    /// outbox row and `COMMIT`, pipelined (an outbox row that fails aborts the transaction, and
+    /// PostgreSQL then answers the `COMMIT` by rolling back). `BEGIN` goes alone so that no
+    /// statement of the work can ever run outside the transaction.
     pub async fn write<T>(
         &mut self,
         outbox: Option<crate::domain::TenantId>,
-        work: impl AsyncFnOnce(&mut AsyncPgConnection) -> Result<Written<T>>,
+        work: impl AsyncFnOnce(&AsyncPgConnection) -> Result<Written<T>>,
     ) -> Write<T> {
-        use diesel_async::{AnsiTransactionManager, TransactionManager};
-        let timeout = self.timeout;
-        let Some(conn) = self.conn.as_mut() else {
+        use diesel_async::RunQueryDsl;
+        use fixed::Command;
+        let Checkout {
+            conn,
+            timeout,
+            poisoned,
+            ..
+        } = self;
+        let Some(conn) = conn.as_mut() else {
             return Write {
                 result: Err(Error::discarded()),
                 commit: Commit::None,
                 tags: Vec::new(),
             };
         };
-        let conn: &mut AsyncPgConnection = conn;
+        let conn: &AsyncPgConnection = conn;
+        let was_poisoned = *poisoned;
+        // The pool cannot tell a connection left inside this transaction (the request cancelled
+        // meanwhile, a failed ROLLBACK): until the transaction is over, it is not pooled again.
+        *poisoned = true;
         // Set once COMMIT is on its way: from then on a failure cannot tell what happened.
         let mut committing: Option<Option<i64>> = None;
         let mut changed = Vec::new();
+        let mut over = false;
         let transaction = async {
-            AnsiTransactionManager::begin_transaction(conn).await?;
-            let done = async {
-                let (value, tags) = work(&mut *conn).await?;
-                let tags = crate::domain::tags::normalized(tags);
-                let row = match outbox {
-                    Some(tenant) => Some(outbox::record(conn, tenant, &tags).await?),
-                    None => None,
-                };
-                Ok::<_, Error>((value, tags, row))
-            }
-            .await;
-            match done {
-                Ok((value, tags, row)) => {
-                    committing = Some(row);
+            Command("BEGIN").execute(&mut &*conn).await?;
+            match work(conn).await {
+                Ok((value, tags)) => {
+                    let tags = crate::domain::tags::normalized(tags);
+                    committing = Some(None);
+                    let row = async {
+                        match outbox {
+                            Some(tenant) => Ok(Some(outbox::record(conn, tenant, &tags).await?)),
+                            None => Ok::<_, Error>(None),
+                        }
+                    };
+                    let commit = async { Command("COMMIT").execute(&mut &*conn).await };
+                    let (row, committed) = futures_util::join!(row, commit);
                     changed = tags;
-                    AnsiTransactionManager::commit_transaction(conn).await?;
+                    over = committed.is_ok();
+                    let row = row?;
+                    committing = Some(row);
+                    committed?;
                     Ok(value)
                 }
                 Err(error) => {
-                    // A failed rollback leaves nothing committed either; the pool discards
-                    // the broken connection.
-                    let _ = AnsiTransactionManager::rollback_transaction(conn).await;
+                    // A failed rollback leaves nothing committed either; the connection is
+                    // then discarded.
+                    over = Command("ROLLBACK").execute(&mut &*conn).await.is_ok();
                     Err(error)
                 }
             }
         };
-        let result = match tokio::time::timeout(timeout, transaction).await {
+        let result = match tokio::time::timeout(*timeout, transaction).await {
             Ok(result) => result,
-            Err(_) => {
-                self.poisoned = true;
-                Err(Error::timed_out(timeout))
-            }
+            Err(_) => Err(Error::timed_out(*timeout)),
         };
+        *poisoned = was_poisoned || !over;
         let commit = match (&result, committing) {
             (_, Some(row)) => Commit::Maybe(row),
             (Ok(_), None) => Commit::Maybe(None),

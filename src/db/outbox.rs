@@ -41,7 +41,7 @@ impl Pending {
 /// Records that `tenant`'s answers depending on `tags` must be invalidated once the
 /// surrounding transaction commits; returns the row's id.
 pub async fn record(
-    conn: &mut AsyncPgConnection,
+    mut conn: &AsyncPgConnection,
     tenant: TenantId,
     tags: &[Tag],
 ) -> QueryResult<i64> {
@@ -58,7 +58,7 @@ pub async fn record(
             cache_outbox::tags.eq(tags),
         ))
         .returning(cache_outbox::id)
-        .get_result(conn)
+        .get_result(&mut conn)
         .await
 }
 

@@ -369,7 +369,7 @@ pub async fn run(config: &Config, args: &Plan) -> Result<(), BoxError> {
                 let seeded = seed_tenant(&mut conn, tenant, per_tenant, &progress).await;
                 if tell_instances {
                     let tags: Vec<Tag> = ALL.iter().map(|spec| Tag::module(spec.module)).collect();
-                    super::outbox::record(&mut conn, TenantId(tenant), &tags).await?;
+                    super::outbox::record(&conn, TenantId(tenant), &tags).await?;
                 }
                 seeded
             }

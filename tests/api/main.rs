@@ -29,4 +29,5 @@ mod rfc;
 mod rotation;
 mod security;
 mod tenancy;
+mod transactions;
 mod validation;
