@@ -1017,10 +1017,14 @@ def cache_results(before_texts, after_texts):
     return dict(sorted(results.items()))
 
 
+# A sample's label set: quoted values may hold braces (route="/api/v2/leads/{id}").
+LABELS = r'(?:[^}"]|"[^"]*")*'
+
+
 def route_p99(before_texts, after_texts):
     """'method route' -> the upper bound (ms) of the histogram bucket that holds the run's 99th
     percentile of server time, both replicas, from /metrics."""
-    pattern = re.compile(r"^aishacrm_http_request_duration_seconds_bucket\{([^}]*)\} (\S+)$", re.M)
+    pattern = re.compile(r"^aishacrm_http_request_duration_seconds_bucket\{(" + LABELS + r")\} (\S+)$", re.M)
 
     def buckets(text):
         out = {}
@@ -1047,7 +1051,7 @@ def route_p99(before_texts, after_texts):
 def route_durations(text):
     """(method, route) -> [count, seconds] and (method, route, status) -> count from /metrics."""
     durations, statuses = {}, {}
-    for match in re.finditer(r"^aishacrm_http_request_duration_seconds_(sum|count)\{([^}]*)\} (\S+)$", text, re.M):
+    for match in re.finditer(r"^aishacrm_http_request_duration_seconds_(sum|count)\{(" + LABELS + r")\} (\S+)$", text, re.M):
         kind, labels, value = match.group(1), dict(re.findall(r'(\w+)="([^"]*)"', match.group(2))), float(match.group(3))
         key = (labels.get("method"), labels.get("route"))
         entry = durations.setdefault(key, [0, 0.0])

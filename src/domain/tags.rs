@@ -8,7 +8,8 @@
 //! | `members(M)` | enumerates all of M, unfiltered (a list or count without filters, a bundle part) | creates or deletes a record of M |
 //! | `record(M, id)` | contains record `id` | creates, updates or deletes `id`, or a cascade sets a reference of `id` to null |
 //! | `value(M, f, v)` | filters on `f = v` | creates or deletes a record whose `f` is `v`, or changes `f` of a record from or to `v` |
-//! | `search(M)` | searches with `q` | creates or deletes a record, or changes a field `q` searches |
+//! | `search(M)` | searches with `q` shorter than three letters or digits | creates or deletes a record, or changes a field `q` searches |
+//! | `search_for(M, g)` | searches with a `q` whose key trigram ([`search_key`]) is `g` | does that to a record whose old or new value of such a field holds `g` |
 //! | `totals(M)` | sums all records (stats) | creates or deletes a record, or changes a field the stats add up or group by |
 //! | `totals_in(M, f, v)` | sums the records with `f = v` (stats of one account) | does that to a record whose `f` is `v` |
 //!
@@ -16,6 +17,11 @@
 //! leaving it matches each filter before or after: so the values of each filter say enough, and
 //! a create of a lead with `status=new` leaves the `status=contacted` lists cached. Records never
 //! move between pages on update: the order (`created_at`, `id`) never changes.
+//!
+//! A `q` search matches a record when one searched field holds `q`, case aside: that field then
+//! holds every three letters or digits in a row of `q`, so a search depends on one of them (its
+//! key), and a write changes the trigrams its searched fields held before and after. A lead
+//! created as "Bench Mixed" leaves `q=hooli` cached.
 
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -70,6 +76,12 @@ impl Tag {
         Tag::of(module, &[b"search"])
     }
 
+    /// The records a `q` search of `module` whose key is `gram` may match: those with a searched
+    /// field holding `gram` ([`search_key`]).
+    pub fn search_for(module: Module, gram: Gram) -> Tag {
+        Tag::of(module, &[b"search", &gram])
+    }
+
     /// What the stats of `module` add up.
     pub fn totals(module: Module) -> Tag {
         Tag::of(module, &[b"totals"])
@@ -101,6 +113,44 @@ pub fn normalized(mut tags: Vec<Tag>) -> Vec<Tag> {
     tags
 }
 
+/// Three ASCII letters (lowercase) or digits.
+pub type Gram = [u8; 3];
+
+/// The trigrams of `chars` mapped by `letter`: every three mapped characters in a row.
+fn grams(chars: impl Iterator<Item = Option<u8>>) -> Vec<Gram> {
+    let chars: Vec<Option<u8>> = chars.collect();
+    chars
+        .windows(3)
+        .filter_map(|window| Some([window[0]?, window[1]?, window[2]?]))
+        .collect()
+}
+
+/// The trigram a search for `q` depends on, `None` when `q` has no three letters or digits in a
+/// row. PostgreSQL's `ILIKE` compares lowercased text; only characters whose lowercase is the
+/// same in every collation count: ASCII lowercase letters and digits, and uppercase letters
+/// but `I` (Turkish lowercases it to `ı`). Of those trigrams, the greatest: any would do, and
+/// one that comes late in the alphabet is held by fewer records.
+pub fn search_key(q: &str) -> Option<Gram> {
+    let letter = |c: char| match c {
+        'a'..='z' | '0'..='9' => Some(c as u8),
+        'A'..='Z' if c != 'I' => Some(c.to_ascii_lowercase() as u8),
+        _ => None,
+    };
+    grams(q.chars().map(letter)).into_iter().max()
+}
+
+/// The trigrams a field's text holds, as [`search_key`] picks them from a search: each
+/// character counted as its lowercase (its first character, as `ILIKE` lowercases one character
+/// to one), a trigram of ASCII letters and digits only. Every search whose key this text does
+/// not hold fails to match it.
+pub fn held_grams(text: &str) -> Vec<Gram> {
+    let letter = |c: char| {
+        let lower = c.to_lowercase().next()?;
+        (lower.is_ascii_lowercase() || lower.is_ascii_digit()).then_some(lower as u8)
+    };
+    grams(text.chars().map(letter))
+}
+
 /// The canonical text of a filter value, as a record's field is compared with it.
 fn filter_text(value: &FilterValue) -> String {
     match value {
@@ -118,8 +168,11 @@ pub fn read_tags(spec: &EntitySpec, filters: &Filters) -> Vec<Tag> {
         .values()
         .map(|(field, value)| Tag::value(module, field, &filter_text(value)))
         .collect();
-    if filters.q.is_some() {
-        tags.push(Tag::search(module));
+    if let Some(q) = &filters.q {
+        tags.push(match search_key(q) {
+            Some(gram) => Tag::search_for(module, gram),
+            None => Tag::search(module),
+        });
     }
     if tags.is_empty() {
         tags.push(Tag::members(module));
@@ -168,8 +221,22 @@ pub fn changed_tags(
             }
         }
     }
-    if spec.search.iter().any(|field| changed(field)) {
+    let searched: Vec<&str> = spec
+        .search
+        .iter()
+        .copied()
+        .filter(|field| changed(field))
+        .collect();
+    if !searched.is_empty() {
         tags.push(Tag::search(module));
+        for record in &records {
+            for field in &searched {
+                if let Some(text) = field_text(record, field) {
+                    let held = held_grams(&text);
+                    tags.extend(held.into_iter().map(|gram| Tag::search_for(module, gram)));
+                }
+            }
+        }
     }
     if spec.totals.iter().any(|field| changed(field)) {
         tags.push(Tag::totals(module));
@@ -197,7 +264,7 @@ pub fn cascade_tags(spec: &EntitySpec, field: &str, old: Uuid, ids: &[Uuid]) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::entities::{CONTACTS, OPPORTUNITIES};
+    use crate::domain::entities::{CONTACTS, LEADS, OPPORTUNITIES};
     use serde_json::json;
 
     fn record(value: Value) -> Map<String, Value> {
@@ -228,6 +295,53 @@ mod tests {
             Tag::module(Module::Leads),
             Tag::module(Module::Opportunities)
         );
+    }
+
+    #[test]
+    fn a_search_depends_on_its_greatest_trigram_of_letters_and_digits() {
+        assert_eq!(search_key("emma"), Some(*b"mma"));
+        assert_eq!(search_key("EMMA"), Some(*b"mma"));
+        assert_eq!(search_key("al-pha"), Some(*b"pha"));
+        assert_eq!(search_key("Q3 2026"), Some(*b"202"));
+        assert_eq!(search_key("em"), None);
+        assert_eq!(search_key("a b c d"), None);
+        // `I` lowercases to `ı` in a Turkish collation: never part of a key.
+        assert_eq!(search_key("LIMA"), None);
+        assert_eq!(search_key("lima"), Some(*b"lim"));
+    }
+
+    #[test]
+    fn a_text_holds_the_key_of_every_search_it_matches() {
+        let text = "Dr. Émile KELVIN-Öz \u{212a}elvin İstanbul";
+        let held = held_grams(text);
+        for q in ["kelvin", "KELVIN", "elvin", "stanbul", "ist", "mil"] {
+            let key = search_key(q).expect("a key");
+            assert!(held.contains(&key), "{q}: {:?}", std::str::from_utf8(&key));
+        }
+    }
+
+    #[test]
+    fn a_created_record_changes_the_searches_its_text_may_match_only() {
+        let id = Uuid::new_v4();
+        let lead = record(
+            json!({"id": id, "first_name": "Bench", "last_name": "Mixed 3-17",
+                                 "status": "new"}),
+        );
+        let tags = changed_tags(&LEADS, None, Some(&lead));
+        for q in ["bench", "MIXED", "ixe"] {
+            let key = search_key(q).expect("a key");
+            assert!(tags.contains(&Tag::search_for(Module::Leads, key)), "{q}");
+        }
+        let other = search_key("hooli").expect("a key");
+        assert!(!tags.contains(&Tag::search_for(Module::Leads, other)));
+        assert!(tags.contains(&Tag::search(Module::Leads)));
+        // An update of a field no search reads changes no search.
+        let scored = record(
+            json!({"id": id, "first_name": "Bench", "last_name": "Mixed 3-17",
+                                   "status": "new", "score": 5}),
+        );
+        let tags = changed_tags(&LEADS, Some(&lead), Some(&scored));
+        assert!(!tags.contains(&Tag::search(Module::Leads)));
     }
 
     #[test]

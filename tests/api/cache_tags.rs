@@ -21,7 +21,7 @@ const LEAD_STATUSES: &[&str] = &["new", "contacted", "qualified"];
 const SOURCES: &[&str] = &["web", "ads"];
 const ACTIVITY_TYPES: &[&str] = &["call", "email"];
 const ACTIVITY_STATUSES: &[&str] = &["planned", "completed"];
-/// Names are made of these words; `q=alpha` matches some of them.
+/// Names are made of these words; `q=alpha` matches some of them, `q=GAMMA` others.
 const WORDS: &[&str] = &["alpha", "beta", "gamma"];
 
 /// What the tenant holds, as far as the writes need to pick records.
@@ -160,12 +160,14 @@ fn reads(model: &Model) -> Vec<String> {
         "stage=proposal&account_id",
         accounts.clone(),
     );
+    // A search keyed by a trigram, one in another case, one too short for a key.
+    for module in MODULES {
+        filtered(module, "q", texts(&["alpha", "GAMMA", "be"]));
+    }
     for module in MODULES {
         paths.push(format!("/api/v2/{module}"));
         paths.push(format!("/api/v2/{module}?limit=2"));
         paths.push(format!("/api/v2/{module}/count"));
-        paths.push(format!("/api/v2/{module}?q=alpha"));
-        paths.push(format!("/api/v2/{module}/count?q=alpha"));
     }
     paths.push("/api/v2/opportunities/stats".to_owned());
     for account in accounts {
@@ -440,8 +442,9 @@ async fn a_stage_change_rebuilds_the_old_and_new_stage_but_not_a_third() {
     assert_eq!(outcomes, ["MISS", "MISS", "HIT", "HIT"], "{paths:?}");
 }
 
-/// A create changes the sets the new record enters: all leads, and the lists and counts of its
-/// own status and source. Those of other values stay cached; they cannot contain it.
+/// A create changes the sets the new record enters: all leads, the lists and counts of its own
+/// status and source, and the searches its text may match. Those of other values and other
+/// searches stay cached; they cannot contain it.
 #[tokio::test]
 async fn a_create_rebuilds_the_answers_of_its_values_and_leaves_other_values_cached() {
     let apps = spawn_replicas(1, |_| {}).await;
@@ -461,6 +464,7 @@ async fn a_create_rebuilds_the_answers_of_its_values_and_leaves_other_values_cac
         "/api/v2/leads?status=contacted",
         "/api/v2/leads/count?source=web",
         "/api/v2/leads?q=first",
+        "/api/v2/leads/count?q=ECOND",
         "/api/v2/opportunities/count",
     ];
     for path in paths {
@@ -475,7 +479,7 @@ async fn a_create_rebuilds_the_answers_of_its_values_and_leaves_other_values_cac
     let outcomes = served_all(app, &paths, &token).await;
     assert_eq!(
         outcomes,
-        ["MISS", "MISS", "MISS", "MISS", "HIT", "HIT", "MISS", "HIT"],
+        ["MISS", "MISS", "MISS", "MISS", "HIT", "HIT", "HIT", "MISS", "HIT"],
         "{paths:?}"
     );
     let (_, _, new) = app.get_cached(paths[0], &token).await;
@@ -529,4 +533,92 @@ async fn a_bus_busy_with_other_tenants_leaves_a_first_read_an_l2_hit() {
     }
     let hits = served.iter().filter(|served| *served == "HIT L2").count();
     assert_eq!(hits, tenants.len(), "{served:?}");
+}
+
+#[derive(diesel::QueryableByName)]
+struct Matched {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    matched: bool,
+}
+
+/// A random text of letters whose case differs between collations (`I`, `İ`, `ı`, the Kelvin
+/// sign), plain ones, digits and separators.
+fn mixed_text(rng: &mut StdRng, len: usize) -> String {
+    const LETTERS: &[char] = &[
+        'a', 'b', 'k', 'K', 'i', 'I', 'İ', 'ı', '\u{212a}', 's', 'S', 'ſ', '1', ' ', '-', '%', '_',
+    ];
+    (0..len)
+        .map(|_| *LETTERS.choose(rng).unwrap_or(&'a'))
+        .collect()
+}
+
+/// The search keys agree with the database's own `ILIKE`, in its collation and in ICU's root and
+/// Turkish ones: of random texts and searches (pieces of the texts in another case, and random
+/// ones), every text PostgreSQL says a search matches holds that search's key.
+#[tokio::test]
+async fn every_text_the_database_matches_holds_the_key_of_the_search() {
+    use aishacrm::domain::query::like_pattern;
+    use aishacrm::domain::tags::{held_grams, search_key};
+    use diesel::sql_types::{Array, Text};
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+
+    let database = crate::helpers::TestDatabase::create().await;
+    let mut conn = <AsyncPgConnection as AsyncConnection>::establish(&database.url)
+        .await
+        .expect("connect");
+    let mut rng = StdRng::seed_from_u64(20261201);
+    let (mut texts, mut searches) = (Vec::new(), Vec::new());
+    for _ in 0..6000 {
+        let len = rng.gen_range(3..14);
+        let text = mixed_text(&mut rng, len);
+        let chars: Vec<char> = text.chars().collect();
+        let start = rng.gen_range(0..chars.len());
+        let end = rng.gen_range(start..=chars.len());
+        let piece: String = chars[start..end]
+            .iter()
+            .map(|c| match rng.gen_range(0..3) {
+                0 => c.to_uppercase().next().unwrap_or(*c),
+                1 => c.to_lowercase().next().unwrap_or(*c),
+                _ => *c,
+            })
+            .collect();
+        let q = if rng.gen_bool(0.8) {
+            piece
+        } else {
+            let len = rng.gen_range(3..6);
+            mixed_text(&mut rng, len)
+        };
+        texts.push(text);
+        searches.push(q);
+    }
+    let patterns: Vec<String> = searches.iter().map(|q| like_pattern(q)).collect();
+    for collation in ["", " COLLATE \"und-x-icu\"", " COLLATE \"tr-x-icu\""] {
+        let answers: Vec<Matched> = diesel::sql_query(format!(
+            "SELECT (t{collation}) ILIKE p AS matched \
+             FROM unnest($1, $2) WITH ORDINALITY AS pairs(t, p, n) ORDER BY n"
+        ))
+        .bind::<Array<Text>, _>(&texts)
+        .bind::<Array<Text>, _>(&patterns)
+        .load(&mut conn)
+        .await
+        .expect("matching");
+        assert_eq!(answers.len(), texts.len());
+        let mut keyed_matches = 0;
+        for ((text, q), answer) in texts.iter().zip(&searches).zip(&answers) {
+            let Some(key) = search_key(q) else { continue };
+            if answer.matched {
+                keyed_matches += 1;
+                assert!(
+                    held_grams(text).contains(&key),
+                    "{collation}: the database matches {q:?} in {text:?}, whose trigrams lack \
+                     the key {:?}",
+                    String::from_utf8_lossy(&key)
+                );
+            }
+        }
+        assert!(
+            keyed_matches > 150,
+            "{collation}: {keyed_matches} matches with a key"
+        );
+    }
 }
