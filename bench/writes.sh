@@ -45,6 +45,8 @@ for round in $(seq 1 "$rounds"); do
     done
     result=$(wrk -t2 -c16 -d10s --latency -s "$script" "http://$BIND" 2>/tmp/writes-errors.$$)
     errors=$(wc -l </tmp/writes-errors.$$)
+    # which answers they were (429: past the tenant's share of the pool for 250 ms)
+    [ "$errors" -eq 0 ] || sort /tmp/writes-errors.$$ | uniq -c >&2
     rm -f /tmp/writes-errors.$$
     rate=$(echo "$result" | awk '/Requests\/sec/ {print $2}')
     p50=$(echo "$result" | awk '$1 == "50%" {print $2}')
