@@ -128,22 +128,23 @@ impl Checkout {
         Fut: std::future::Future<Output = Result<T, E>> + 'a,
         E: From<Error>,
     {
-        let Checkout {
-            conn,
-            timeout,
-            poisoned,
-            ..
-        } = self;
-        let Some(conn) = conn.as_mut() else {
+        let Some((conn, timeout, poisoned)) = self.open() else {
             return Err(Error::discarded().into());
         };
-        match tokio::time::timeout(*timeout, work(conn)).await {
+        match tokio::time::timeout(timeout, work(conn)).await {
             Ok(result) => result,
             Err(_) => {
                 *poisoned = true;
-                Err(Error::timed_out(*timeout).into())
+                Err(Error::timed_out(timeout).into())
             }
         }
+    }
+
+    /// The connection (`None` once discarded), the timeout and the flag that discards the
+    /// connection when the checkout ends, borrowed apart.
+    fn open(&mut self) -> Option<(&mut AsyncPgConnection, std::time::Duration, &mut bool)> {
+        let conn: &mut AsyncPgConnection = self.conn.as_mut()?;
+        Some((conn, self.timeout, &mut self.poisoned))
     }
 }
 
@@ -188,13 +189,7 @@ impl Checkout {
     ) -> Write<T> {
         use diesel_async::RunQueryDsl;
         use fixed::Command;
-        let Checkout {
-            conn,
-            timeout,
-            poisoned,
-            ..
-        } = self;
-        let Some(conn) = conn.as_mut() else {
+        let Some((conn, timeout, poisoned)) = self.open() else {
             return Write {
                 result: Err(Error::discarded()),
                 commit: Commit::None,
@@ -239,9 +234,9 @@ impl Checkout {
                 }
             }
         };
-        let result = match tokio::time::timeout(*timeout, transaction).await {
+        let result = match tokio::time::timeout(timeout, transaction).await {
             Ok(result) => result,
-            Err(_) => Err(Error::timed_out(*timeout)),
+            Err(_) => Err(Error::timed_out(timeout)),
         };
         *poisoned = was_poisoned || !over;
         let commit = match (&result, committing) {

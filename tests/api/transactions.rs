@@ -54,15 +54,10 @@ async fn a_write_failing_inside_its_transaction_changes_nothing_and_leaves_its_c
         )
         .await;
     assert_error(created, 500, "internal").await;
-    let updated = app
-        .patch(
-            &format!("/api/v2/accounts/{id}"),
-            &token,
-            &json!({"name": "Renamed"}),
-        )
-        .await;
-    assert_error(updated, 500, "internal").await;
-    let deleted = app.delete(&format!("/api/v2/accounts/{id}"), &token).await;
+    let (path, renamed) = (format!("/api/v2/accounts/{id}"), json!({"name": "Renamed"}));
+    let rename = || app.patch(&path, &token, &renamed);
+    assert_error(rename().await, 500, "internal").await;
+    let deleted = app.delete(&path, &token).await;
     assert_error(deleted, 500, "internal").await;
 
     // Nothing of the three happened, and the connection answers outside any transaction.
@@ -79,16 +74,7 @@ async fn a_write_failing_inside_its_transaction_changes_nothing_and_leaves_its_c
     db.batch_execute("ALTER TABLE cache_outbox DROP CONSTRAINT refuse_rows")
         .await
         .expect("accepting outbox rows again");
-    let response = app
-        .patch(
-            &format!("/api/v2/accounts/{id}"),
-            &token,
-            &json!({"name": "Renamed"}),
-        )
-        .await;
-    assert_eq!(response.status().as_u16(), 200);
-    let (_, account) = app
-        .get_json(&format!("/api/v2/accounts/{id}"), &token)
-        .await;
+    assert_eq!(rename().await.status().as_u16(), 200);
+    let (_, account) = app.get_json(&path, &token).await;
     assert_eq!(account["name"], "Renamed");
 }
