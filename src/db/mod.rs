@@ -239,10 +239,10 @@ impl Checkout {
             Err(_) => Err(Error::timed_out(timeout)),
         };
         *poisoned = was_poisoned || !over;
-        let commit = match (&result, committing) {
-            (_, Some(row)) => Commit::Maybe(row),
-            (Ok(_), None) => Commit::Maybe(None),
-            (Err(_), None) => Commit::None,
+        // A write that succeeded sent its COMMIT, so only a failure can leave this unset.
+        let commit = match committing {
+            Some(row) => Commit::Maybe(row),
+            None => Commit::None,
         };
         Write {
             result,

@@ -8,7 +8,7 @@
 //! | `members(M)` | enumerates all of M, unfiltered (a list or count without filters, a bundle part) | creates or deletes a record of M |
 //! | `record(M, id)` | contains record `id` | creates, updates or deletes `id`, or a cascade sets a reference of `id` to null |
 //! | `value(M, f, v)` | filters on `f = v` | creates or deletes a record whose `f` is `v`, or changes `f` of a record from or to `v` |
-//! | `search(M)` | searches with `q` shorter than three letters or digits | creates or deletes a record, or changes a field `q` searches |
+//! | `search(M)` | searches with a `q` that has no key ([`search_key`]: no three letters or digits in a row) | creates or deletes a record, or changes a field `q` searches |
 //! | `search_for(M, g)` | searches with a `q` whose key trigram ([`search_key`]) is `g` | does that to a record whose old or new value of such a field holds `g` |
 //! | `totals(M)` | sums all records (stats) | creates or deletes a record, or changes a field the stats add up or group by |
 //! | `totals_in(M, f, v)` | sums the records with `f = v` (stats of one account) | does that to a record whose `f` is `v` |
